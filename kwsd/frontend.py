@@ -1,0 +1,199 @@
+"""Streaming front end: blocks of device audio in, feature windows out.
+
+Blocks of any size arrive at the device's rate (48000, 44100, 16000 ...), int16 or float32,
+one channel chosen or all mixed down. They are resampled to the profile's rate by a
+polyphase FIR filter that keeps its state across blocks, pre-emphasised with carried
+state, cut into analysis frames, and each frame's features are computed once, when the
+frame is complete. Every ``hop_s`` seconds the last window of frames is handed out.
+
+>>> import numpy as np
+>>> from kwsd.profiles import get_profile
+>>> stream = FeatureStream(get_profile("logmel40"), input_rate=48000, hop_s=0.1)
+>>> windows = stream.push(np.zeros(48000 * 2, dtype=np.int16))   # two seconds of silence
+>>> len(windows), windows[0].time, windows[0].features.shape
+(11, 1.0, (49, 40))
+
+Pure: no I/O, no threads, no clock. Time is counted in samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import firwin, lfilter, lfilter_zi, upfirdn  # noqa: F401  (lfilter_zi: docs)
+
+from .profiles import FeatureProfile
+
+
+def design_lowpass(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing filter scipy's ``resample_poly`` uses for ``up/down`` (Kaiser, beta 5)."""
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    return firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+
+
+class Resampler:
+    """Stateful polyphase rational resampler (``scipy.signal.upfirdn`` over blocks).
+
+    Feeding a signal in blocks of any sizes yields exactly what one call over the whole
+    signal yields; the output is delayed by the filter's group delay (0.6 ms for
+    48 -> 16 kHz) rather than looking ahead.
+
+    >>> r = Resampler(48000, 16000)
+    >>> y = np.concatenate([r.process(np.ones(100)), r.process(np.ones(200))])
+    >>> y.size
+    100
+    """
+
+    def __init__(self, in_rate: int, out_rate: int):
+        ratio = Fraction(int(out_rate), int(in_rate))
+        self.up, self.down = ratio.numerator, ratio.denominator
+        self.identity = self.up == self.down == 1
+        self.taps = None if self.identity else design_lowpass(self.up, self.down)
+        # Input history kept in front of each block: enough for the filter, and starting
+        # at a multiple of `down` input samples so the output phase stays aligned.
+        self._history = np.zeros(0)
+        self._history_start = 0          # absolute input index of _history[0]
+        self._consumed = 0               # input samples seen
+        self._produced = 0               # output samples emitted
+        if not self.identity:
+            need = -(-(len(self.taps) - 1) // self.up) + 1
+            self._keep = -(-need // self.down) * self.down + self.down
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """Resample the next block (1-D float); returns the output samples now complete."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.identity:
+            return x
+        self._consumed += x.size
+        buf = np.concatenate([self._history, x]) if self._history.size else x
+        out_total = -(-self._consumed * self.up // self.down)     # ceil(consumed*up/down)
+        local0 = self._history_start * self.up // self.down       # outputs before buf[0]
+        y = upfirdn(self.taps, buf, self.up, self.down)
+        start, stop = self._produced - local0, out_total - local0
+        out = y[start:stop]
+        self._produced = out_total
+        # keep the tail of the input, starting at a multiple of `down`
+        new_start = max(0, (self._consumed - self._keep) // self.down * self.down)
+        self._history = buf[new_start - self._history_start:]
+        self._history_start = new_start
+        return out
+
+
+def resample_signal(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    """Resample a whole mono signal exactly as a :class:`Resampler` stream would."""
+    return Resampler(in_rate, out_rate).process(x)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input's worth of features.
+
+    ``time`` is the stream time (seconds since the first sample) at the window's end: the
+    moment the daemon can decide on it.
+    """
+
+    time: float
+    features: np.ndarray
+
+
+def to_float_mono(block: np.ndarray, channel="mix") -> np.ndarray:
+    """int16/int32/float device samples, shape ``(n,)`` or ``(n, channels)`` -> float mono."""
+    block = np.asarray(block)
+    if block.dtype.kind == "i":
+        scale = 1.0 / float(np.iinfo(block.dtype).max + 1)
+        block = block.astype(np.float64) * scale
+    elif block.dtype.kind == "u":          # 8-bit WAV style unsigned
+        block = (block.astype(np.float64) - 128.0) / 128.0
+    if block.ndim == 2:
+        block = block.mean(axis=1) if channel in ("mix", None) else block[:, int(channel)]
+    return block.astype(np.float64, copy=False).reshape(-1)
+
+
+class FeatureStream:
+    """Device audio blocks -> feature windows every ``hop_s`` seconds (see module docs).
+
+    Args:
+        profile: the model's :class:`~kwsd.profiles.FeatureProfile`.
+        input_rate: the device's sample rate.
+        hop_s: seconds between decisions; rounded to a whole number of frame steps.
+        channel: ``"mix"`` to average all channels, or a channel index.
+    """
+
+    def __init__(self, profile: FeatureProfile, input_rate: int, hop_s: float = 0.1,
+                 channel="mix"):
+        self.profile = profile
+        self.input_rate = int(input_rate)
+        self.channel = channel
+        self.hop_frames = max(1, int(round(hop_s / profile.frame_step_s)))
+        self.hop_s = self.hop_frames * profile.frame_step_s
+        self.resampler = Resampler(self.input_rate, profile.sample_rate)
+        self._b, self._a = profile.preemphasis_filter()
+        self._zi = np.zeros(max(len(self._a), len(self._b)) - 1)
+        step, flen = profile.step_samples, profile.frame_samples
+        self._step, self._flen = step, flen
+        # Emphasised samples not yet fully used by frames (always starts at a frame start).
+        self._pending = np.zeros(0)
+        self._pending_start = 0                  # absolute profile-rate index of _pending[0]
+        self._frames_done = 0                    # complete frames computed so far
+        nkeep = profile.full_frames
+        self._ring = np.zeros((nkeep, profile.ncoef), dtype=np.float32)
+        self._next_window_frames = profile.full_frames    # frames needed for the next window
+        self._tail_len = profile.window_samples - profile.full_frames * step
+
+    def reset(self):
+        """Forget all audio (for a device restart); the next window needs a full second."""
+        self.__init__(self.profile, self.input_rate, self.hop_s, self.channel)
+
+    def push(self, block: np.ndarray) -> list:
+        """Feed one block of device audio; return the :class:`Window` objects completed."""
+        x = to_float_mono(block, self.channel)
+        x = self.resampler.process(x)
+        if x.size == 0:
+            return []
+        emph, self._zi = lfilter(self._b, self._a, x, zi=self._zi)
+        self._pending = np.concatenate([self._pending, emph]) if self._pending.size else emph
+        end = self._pending_start + self._pending.size   # absolute samples available
+        windows = []
+        step, flen, p = self._step, self._flen, self.profile
+        # Complete frames available in total: frame k spans [k*step, k*step + flen).
+        available = (end - flen) // step + 1 if end >= flen else 0
+        while True:
+            if self._frames_done < self._next_window_frames:
+                if self._frames_done >= available:
+                    break
+                # each frame's features once, up to the next window boundary
+                target = min(available, self._next_window_frames)
+                n = target - self._frames_done
+                s0 = self._frames_done * step - self._pending_start
+                self._push_frames(p.frame_features(self._pending[s0:s0 + (n - 1) * step + flen]))
+                self._frames_done = target
+                continue
+            window_end = (self._frames_done - p.full_frames) * step + p.window_samples
+            if window_end > end:              # the window's last samples are still to come
+                break
+            windows.append(self._make_window(window_end))
+            self._next_window_frames += self.hop_frames
+        drop = min(self._frames_done * step, end) - self._pending_start
+        if drop > 0:
+            self._pending = self._pending[drop:]
+            self._pending_start += drop
+        return windows
+
+    def _push_frames(self, feats: np.ndarray):
+        n = feats.shape[0]
+        if n >= self._ring.shape[0]:
+            self._ring[:] = feats[-self._ring.shape[0]:]
+        else:
+            self._ring[:-n] = self._ring[n:]
+            self._ring[-n:] = feats
+
+    def _make_window(self, window_end: int) -> Window:
+        feats = self._ring.copy()
+        if self.profile.has_tail_frame:
+            s0 = window_end - self._tail_len - self._pending_start
+            tail = self.profile.frame_features(self._pending[s0:s0 + self._tail_len])[:1]
+            feats = np.concatenate([feats, tail])
+        return Window(time=window_end / self.profile.sample_rate, features=feats)

@@ -1,0 +1,253 @@
+"""Feature profiles: everything that defines a model's input, in one place.
+
+A :class:`FeatureProfile` names the sample rate, window, analysis frames, FFT, filters,
+coefficients, window function, pre-emphasis, lifter, energy, MFCC or log-mel, normalisation
+and tensor layout of a model's input. The daemon, ``kwsd detect`` and the trainer all compute
+features through this module (batch, here) or :mod:`kwsd.frontend` (streaming, built on the
+same per-frame function), so a model sees the same numbers in training and on the Pi.
+
+>>> from kwsd.profiles import get_profile
+>>> p = get_profile("logmel40")
+>>> p.sample_rate, p.frames_per_window, p.input_shape
+(16000, 49, (1, 49, 40, 1))
+>>> import numpy as np
+>>> p.features(np.zeros(16000, dtype=np.float32)).shape
+(49, 40)
+
+MFCCs and filterbanks come from python_speech_features. Pre-emphasis is applied to the
+continuous signal (``scipy.signal.lfilter``) before framing, not per frame, so streamed
+features equal batch features exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import python_speech_features as psf
+from scipy.signal import lfilter
+
+_WINDOWS = {
+    "hann": np.hanning,
+    "hamming": np.hamming,
+    "rect": lambda n: np.ones((n,)),
+}
+_KINDS = ("mfcc", "logmel")
+_LAYOUTS = ("time_coef", "coef_time")
+_NORMALISATIONS = ("none",)
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """The full recipe of a model's input features.
+
+    Attributes:
+        name: a short identifier stored in model metadata.
+        sample_rate: rate (Hz) the audio is resampled to before framing.
+        window_s: seconds of audio the model sees per decision.
+        frame_len_s, frame_step_s: analysis frame length and step (seconds).
+        nfft: FFT size; nfilt: mel filters; ncoef: coefficients per frame
+            (cepstra for ``mfcc``; must equal ``nfilt`` for ``logmel``).
+        kind: ``"mfcc"`` (python_speech_features.mfcc) or ``"logmel"`` (log of its fbank).
+        winfunc: ``"hann"`` | ``"hamming"`` | ``"rect"`` analysis window.
+        preemph: pre-emphasis coefficient (0 = none).
+        lifter: cepstral lifter (``ceplifter``; 0 = none). MFCC only.
+        append_energy: replace c0 with log frame energy (``appendEnergy``). MFCC only.
+        lowfreq, highfreq: filterbank edges in Hz (``highfreq`` 0 = Nyquist).
+        normalisation: ``"none"``; kwsd models carry their own normalisation layer.
+        layout: ``"time_coef"`` (input ``[1, frames, coefs, 1]``) or ``"coef_time"``
+            (``[1, coefs, frames, 1]``, the tutorial's transposed MFCC matrix).
+        pad_tail: add one more frame at the window's end, zero-padded past the window, as
+            python_speech_features does when frames do not tile the window (the tutorial).
+    """
+
+    name: str
+    sample_rate: int
+    window_s: float
+    frame_len_s: float
+    frame_step_s: float
+    nfft: int
+    nfilt: int
+    ncoef: int
+    kind: str = "logmel"
+    winfunc: str = "hamming"
+    preemph: float = 0.97
+    lifter: int = 0
+    append_energy: bool = False
+    lowfreq: float = 0.0
+    highfreq: float = 0.0
+    normalisation: str = "none"
+    layout: str = "time_coef"
+    pad_tail: bool = False
+
+    def __post_init__(self):
+        problems = []
+        if self.kind not in _KINDS:
+            problems.append(f"kind must be one of {_KINDS}, not {self.kind!r}")
+        if self.winfunc not in _WINDOWS:
+            problems.append(f"winfunc must be one of {tuple(_WINDOWS)}, not {self.winfunc!r}")
+        if self.layout not in _LAYOUTS:
+            problems.append(f"layout must be one of {_LAYOUTS}, not {self.layout!r}")
+        if self.normalisation not in _NORMALISATIONS:
+            problems.append(f"normalisation must be one of {_NORMALISATIONS}")
+        if self.kind == "logmel" and self.ncoef != self.nfilt:
+            problems.append("a logmel profile has ncoef == nfilt")
+        if self.nfft < self.frame_samples:
+            problems.append(f"nfft {self.nfft} is shorter than a frame ({self.frame_samples})")
+        if self.window_samples < self.frame_samples:
+            problems.append("the window is shorter than one frame")
+        if problems:
+            raise ValueError(f"feature profile {self.name!r}: " + "; ".join(problems))
+
+    # -- sizes ------------------------------------------------------------------------------
+    @property
+    def window_samples(self) -> int:
+        """Samples per window at :attr:`sample_rate`."""
+        return int(round(self.window_s * self.sample_rate))
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per analysis frame."""
+        return int(round(self.frame_len_s * self.sample_rate))
+
+    @property
+    def step_samples(self) -> int:
+        """Samples between the starts of consecutive frames."""
+        return int(round(self.frame_step_s * self.sample_rate))
+
+    @property
+    def full_frames(self) -> int:
+        """Frames lying wholly inside one window."""
+        return 1 + (self.window_samples - self.frame_samples) // self.step_samples
+
+    @property
+    def frames_per_window(self) -> int:
+        """Frames in the model's input (``full_frames`` plus the padded tail frame, if any)."""
+        return self.full_frames + (1 if self.has_tail_frame else 0)
+
+    @property
+    def has_tail_frame(self) -> bool:
+        """True when the profile appends a zero-padded frame at the window's end."""
+        covered = (self.full_frames - 1) * self.step_samples + self.frame_samples
+        return self.pad_tail and covered < self.window_samples
+
+    @property
+    def input_shape(self) -> tuple:
+        """The model input tensor's shape, batch of one."""
+        if self.layout == "coef_time":
+            return (1, self.ncoef, self.frames_per_window, 1)
+        return (1, self.frames_per_window, self.ncoef, 1)
+
+    # -- computing --------------------------------------------------------------------------
+    def preemphasis_filter(self):
+        """``(b, a)`` of the pre-emphasis filter, for ``scipy.signal.lfilter``."""
+        return np.array([1.0, -self.preemph]), np.array([1.0])
+
+    def frame_features(self, emphasised: np.ndarray) -> np.ndarray:
+        """Features of every frame that starts at a multiple of the step in ``emphasised``.
+
+        ``emphasised`` is audio at :attr:`sample_rate` after pre-emphasis. A final frame
+        that runs past the end is zero-padded (python_speech_features' rule); callers that
+        want only complete frames pass exactly ``(n - 1) * step + frame`` samples.
+        Returns float32 ``[frames, ncoef]``.
+        """
+        common = dict(
+            samplerate=self.sample_rate,
+            winlen=self.frame_len_s,
+            winstep=self.frame_step_s,
+            nfilt=self.nfilt,
+            nfft=self.nfft,
+            lowfreq=self.lowfreq,
+            highfreq=self.highfreq or None,
+            preemph=0.0,
+            winfunc=_WINDOWS[self.winfunc],
+        )
+        if self.kind == "mfcc":
+            feats = psf.mfcc(emphasised, numcep=self.ncoef, ceplifter=self.lifter,
+                             appendEnergy=self.append_energy, **common)
+        else:
+            feats = np.log(psf.fbank(emphasised, **common)[0])
+        return feats.astype(np.float32, copy=False)
+
+    def features(self, signal: np.ndarray) -> np.ndarray:
+        """Batch features of one window of mono audio at :attr:`sample_rate`.
+
+        A signal shorter than the window is zero-padded at the end (the corpus's clips are
+        up to one second); a longer one is cropped to its last window. Returns float32
+        ``[frames_per_window, ncoef]``: the same numbers the streaming front end produces
+        for a window ending at the signal's end.
+        """
+        signal = np.asarray(signal, dtype=np.float64).reshape(-1)
+        n = self.window_samples
+        if signal.size < n:
+            signal = np.concatenate([signal, np.zeros(n - signal.size)])
+        emph = lfilter(*self.preemphasis_filter(), signal)
+        # Pre-emphasis is a property of the stream: the sample before the window counts.
+        window = emph[-n:]
+        covered = (self.full_frames - 1) * self.step_samples + self.frame_samples
+        full = self.frame_features(window[:covered])
+        if self.has_tail_frame:
+            tail_start = self.full_frames * self.step_samples
+            tail = self.frame_features(window[tail_start:])[:1]
+            full = np.concatenate([full, tail])
+        return full
+
+    def to_tensor(self, features: np.ndarray) -> np.ndarray:
+        """``[frames, coefs]`` features -> the model's float32 input tensor (layout applied)."""
+        if self.layout == "coef_time":
+            features = features.T
+        return np.ascontiguousarray(features, dtype=np.float32).reshape(self.input_shape)
+
+    # -- (de)serialising --------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain dict for model metadata and reports."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureProfile":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown feature-profile keys: {', '.join(unknown)}")
+        return cls(**d)
+
+
+PROFILES = {
+    # The tutorial's exact input (../shared/peers/seed/README.md): one second at 8 kHz,
+    # 16 MFCCs x 16 frames of 256 ms every 50 ms (the last frame zero-padded), transposed.
+    "tutorial-mfcc16": FeatureProfile(
+        name="tutorial-mfcc16", sample_rate=8000, window_s=1.0,
+        frame_len_s=0.256, frame_step_s=0.050, nfft=2048, nfilt=26, ncoef=16,
+        kind="mfcc", winfunc="hann", preemph=0.0, lifter=0, append_energy=False,
+        layout="coef_time", pad_tail=True,
+    ),
+    # kwsd's own models: 40 log-mel energies of 30 ms frames every 20 ms at 16 kHz,
+    # one-second window (49 frames). Finer time resolution than the tutorial's 256 ms
+    # frames, which ../shared/notes/measurements.md found clearly better.
+    "logmel40": FeatureProfile(
+        name="logmel40", sample_rate=16000, window_s=1.0,
+        frame_len_s=0.030, frame_step_s=0.020, nfft=512, nfilt=40, ncoef=40,
+        kind="logmel", winfunc="hamming", preemph=0.97, lowfreq=20.0, highfreq=7600.0,
+        layout="time_coef",
+    ),
+}
+
+
+def get_profile(name: str) -> FeatureProfile:
+    """The named built-in profile; ``KeyError`` lists the known names."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown feature profile {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+def profile_for_input_shape(shape) -> FeatureProfile | None:
+    """The built-in profile whose input tensor has this shape, or None (for models
+    without metadata, such as the tutorial's)."""
+    shape = tuple(int(s) for s in shape)
+    for profile in PROFILES.values():
+        if profile.input_shape == shape or profile.input_shape[:3] == shape:
+            return profile
+    return None
