@@ -136,19 +136,18 @@ def load_model_bytes(data: bytes, path="<bytes>", profile=None, runtime=None) ->
         raise ModelError(path, "the model file is empty")
     if not is_tflite(data):
         raise ModelError(path, "not a TFLite model (no 'TFL3' flatbuffer identifier)")
-    try:
-        metadata = read_metadata(data) or {}
-    except Exception as exc:
-        raise ModelError(path, f"its kwsd metadata is unreadable ({exc})") from None
-    if metadata and metadata.get("format") != FORMAT:
-        raise ModelError(path, f"metadata format {metadata.get('format')!r} is not {FORMAT!r}")
-
     name, Interpreter = interpreter_class(runtime)
     try:
         interp = Interpreter(model_content=bytes(data), num_threads=1)
         interp.allocate_tensors()
     except Exception as exc:
         raise ModelError(path, f"the TFLite runtime rejected it ({_short(exc)})") from None
+    try:
+        metadata = read_metadata(data) or {}
+    except Exception as exc:
+        raise ModelError(path, f"its kwsd metadata is unreadable ({exc})") from None
+    if metadata and metadata.get("format") != FORMAT:
+        raise ModelError(path, f"metadata format {metadata.get('format')!r} is not {FORMAT!r}")
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelError(path, f"expected 1 input and 1 output tensor, found {len(inputs)} and {len(outputs)}")

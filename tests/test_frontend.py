@@ -1,0 +1,77 @@
+"""The streaming front end produces exactly the batch features, whatever the block size."""
+
+import numpy as np
+import pytest
+
+from kwsd.frontend import FeatureStream, Resampler, resample_signal
+from kwsd.profiles import PROFILES, get_profile
+
+
+def _noise(seconds, rate, seed=0):
+    return (np.random.default_rng(seed).standard_normal(int(seconds * rate)) * 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+@pytest.mark.parametrize("input_rate", [48000, 44100, 16000])
+@pytest.mark.parametrize("block", [7, 160, 1024, 4801])
+def test_streamed_windows_equal_batch_features(profile_name, input_rate, block):
+    profile = get_profile(profile_name)
+    audio = _noise(1.6, input_rate)
+    stream = FeatureStream(profile, input_rate, hop_s=0.1)
+    windows = []
+    for start in range(0, audio.size, block):
+        windows += stream.push(audio[start:start + block])
+    resampled = resample_signal(audio, input_rate, profile.sample_rate)
+    assert len(windows) == int(round((resampled.size / profile.sample_rate - 1.0) / 0.1)) + 1
+    for w in windows:
+        end = int(round(w.time * profile.sample_rate))
+        np.testing.assert_allclose(w.features, profile.features(resampled[:end]), rtol=0, atol=1e-4)
+
+
+def test_windows_come_every_hop_from_the_first_full_second():
+    stream = FeatureStream(get_profile("logmel40"), 48000, hop_s=0.1)
+    times = [w.time for w in stream.push(np.zeros(48000 * 2, np.int16))]
+    assert times == pytest.approx([1.0 + 0.1 * i for i in range(11)])
+
+
+def test_int16_and_float_input_agree_and_channels_mix_or_select():
+    profile = get_profile("logmel40")
+    mono = (_noise(1.2, 16000) * 32767).astype(np.int16)
+    as_float = mono.astype(np.float32) / 32768.0
+    stereo = np.stack([mono, np.zeros_like(mono)], axis=1)
+    a = FeatureStream(profile, 16000).push(mono)
+    b = FeatureStream(profile, 16000).push(as_float)
+    picked = FeatureStream(profile, 16000, channel=0).push(stereo)
+    mixed = FeatureStream(profile, 16000, channel="mix").push(stereo)
+    np.testing.assert_allclose(a[-1].features, b[-1].features, atol=1e-5)
+    np.testing.assert_allclose(a[-1].features, picked[-1].features, atol=1e-5)
+    # mixing in a silent channel halves the amplitude: log-mel drops by log(4)
+    np.testing.assert_allclose(mixed[-1].features, a[-1].features - np.log(4), atol=1e-3)
+
+
+def test_resampler_blocks_equal_one_call_and_remove_aliases():
+    x = _noise(1.0, 48000)
+    r = Resampler(48000, 16000)
+    parts = np.concatenate([r.process(x[i:i + 333]) for i in range(0, x.size, 333)])
+    np.testing.assert_array_equal(parts, resample_signal(x, 48000, 16000))
+    # a 12 kHz tone cannot pass to 16 kHz (Nyquist 8 kHz): it must not fold back
+    t = np.arange(48000) / 48000
+    y = resample_signal(np.sin(2 * np.pi * 12000 * t), 48000, 16000)
+    assert np.sqrt(np.mean(y[1000:] ** 2)) < 0.01
+    # a 1 kHz tone passes at full strength
+    y = resample_signal(np.sin(2 * np.pi * 1000 * t), 48000, 16000)
+    assert np.sqrt(np.mean(y[1000:] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.01)
+
+
+def test_tutorial_profile_reproduces_the_tutorial_recipe():
+    """The seed README's exact call: mfcc(8 kHz second, winlen .256, step .05, ...) transposed."""
+    import python_speech_features as psf
+
+    profile = get_profile("tutorial-mfcc16")
+    sig = _noise(1.0, 8000, seed=3).astype(np.float64)
+    expected = psf.mfcc(sig, samplerate=8000, winlen=0.256, winstep=0.050, numcep=16, nfilt=26,
+                        nfft=2048, preemph=0.0, ceplifter=0, appendEnergy=False, winfunc=np.hanning)
+    ours = profile.features(sig)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4)
+    assert profile.to_tensor(ours).shape == (1, 16, 16, 1)
+    np.testing.assert_allclose(profile.to_tensor(ours)[0, :, :, 0], expected.T, atol=1e-4)
