@@ -39,6 +39,11 @@ RUNTIMES = (
     ("tensorflow", "tensorflow.lite"),
 )
 
+# Runtimes that hand the flatbuffer to the interpreter without verifying it: a damaged or
+# truncated file can crash the process (seen with tflite-runtime 2.14), so a candidate is
+# first opened in a throwaway child process.
+UNVERIFIED_RUNTIMES = ("tflite_runtime",)
+
 # Defaults for models that carry none (the tutorial's): its threshold, one score per
 # decision, one second between detections.
 LEGACY_DEFAULTS = DetectorSettings(threshold=0.5, smoothing=1, refractory_s=1.0, hop_s=0.1)
@@ -137,6 +142,8 @@ def load_model_bytes(data: bytes, path="<bytes>", profile=None, runtime=None) ->
     if not is_tflite(data):
         raise ModelError(path, "not a TFLite model (no 'TFL3' flatbuffer identifier)")
     name, Interpreter = interpreter_class(runtime)
+    if name in UNVERIFIED_RUNTIMES:
+        _probe_in_subprocess(data, path, name)
     try:
         interp = Interpreter(model_content=bytes(data), num_threads=1)
         interp.allocate_tensors()
@@ -192,6 +199,22 @@ def load_model_bytes(data: bytes, path="<bytes>", profile=None, runtime=None) ->
         raise ModelError(path, "test invoke produced a non-finite score")
     log.info("loaded model %s", model.describe())
     return model
+
+
+def _probe_in_subprocess(data: bytes, path, runtime: str):
+    """Open ``data`` with ``runtime`` in a child process; ModelError if the child dies."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kwsd.model import interpreter_class; "
+            f"i = interpreter_class({runtime!r})[1](model_content=sys.stdin.buffer.read()); "
+            "i.allocate_tensors(); i.invoke()")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    child = subprocess.run([sys.executable, "-c", code], input=bytes(data), capture_output=True,
+                           env=env, timeout=60)
+    if child.returncode < 0:
+        raise ModelError(path, f"the TFLite runtime crashed reading it (signal {-child.returncode}): "
+                               "the file is damaged or truncated")
 
 
 def _short(exc) -> str:
