@@ -1,0 +1,1 @@
+"""kwsd-train: the training package (TensorFlow lives only here, never on the Pi)."""
