@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import firwin, lfilter, lfilter_zi, upfirdn  # noqa: F401  (lfilter_zi: docs)
+from scipy.signal import firwin, upfirdn
 
 from .profiles import FeatureProfile
 
@@ -130,8 +130,13 @@ class FeatureStream:
         self.hop_frames = max(1, int(round(hop_s / profile.frame_step_s)))
         self.hop_s = self.hop_frames * profile.frame_step_s
         self.resampler = Resampler(self.input_rate, profile.sample_rate)
-        self._b, self._a = profile.preemphasis_filter()
-        self._zi = np.zeros(max(len(self._a), len(self._b)) - 1)
+        self._last_sample = 0.0                  # pre-emphasis state
+        # Device audio is buffered until the next window can be completed, then resampled
+        # and framed in one go: the same numbers as block by block, at a fraction of the
+        # per-call cost.
+        self._raw = []
+        self._raw_count = 0                      # input samples buffered
+        self._input_consumed = 0                 # input samples resampled so far
         step, flen = profile.step_samples, profile.frame_samples
         self._step, self._flen = step, flen
         # Emphasised samples not yet fully used by frames (always starts at a frame start).
@@ -150,10 +155,19 @@ class FeatureStream:
     def push(self, block: np.ndarray) -> list:
         """Feed one block of device audio; return the :class:`Window` objects completed."""
         x = to_float_mono(block, self.channel)
-        x = self.resampler.process(x)
         if x.size == 0:
             return []
-        emph, self._zi = lfilter(self._b, self._a, x, zi=self._zi)
+        self._raw.append(x)
+        self._raw_count += x.size
+        if self._input_consumed + self._raw_count < self._input_needed():
+            return []
+        x = self.resampler.process(np.concatenate(self._raw) if len(self._raw) > 1 else x)
+        self._input_consumed += self._raw_count
+        self._raw, self._raw_count = [], 0
+        if x.size == 0:
+            return []
+        emph = self.profile.preemphasise(x, self._last_sample)
+        self._last_sample = x[-1]
         self._pending = np.concatenate([self._pending, emph]) if self._pending.size else emph
         end = self._pending_start + self._pending.size   # absolute samples available
         windows = []
@@ -162,10 +176,10 @@ class FeatureStream:
         available = (end - flen) // step + 1 if end >= flen else 0
         while True:
             if self._frames_done < self._next_window_frames:
-                if self._frames_done >= available:
+                if available < self._next_window_frames:
                     break
-                # each frame's features once, up to the next window boundary
-                target = min(available, self._next_window_frames)
+                # the frames new since the last window, each computed once, in one call
+                target = self._next_window_frames
                 n = target - self._frames_done
                 s0 = self._frames_done * step - self._pending_start
                 self._push_frames(p.frame_features(self._pending[s0:s0 + (n - 1) * step + flen]))
@@ -181,6 +195,13 @@ class FeatureStream:
             self._pending = self._pending[drop:]
             self._pending_start += drop
         return windows
+
+    def _input_needed(self) -> int:
+        """Input samples that must have arrived before the next window is complete."""
+        p = self.profile
+        window_end = (self._next_window_frames - p.full_frames) * self._step + p.window_samples
+        r = self.resampler
+        return -(-window_end * r.down // r.up)
 
     def _push_frames(self, feats: np.ndarray):
         n = feats.shape[0]

@@ -15,18 +15,20 @@ same per-frame function), so a model sees the same numbers in training and on th
 (49, 40)
 
 MFCCs and filterbanks come from python_speech_features. Pre-emphasis is applied to the
-continuous signal (``scipy.signal.lfilter``) before framing, not per frame, so streamed
+continuous signal before framing, not per frame, so streamed
 features equal batch features exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import python_speech_features as psf
-from scipy.signal import lfilter
+from python_speech_features import sigproc
+from scipy.fftpack import dct
 
 _WINDOWS = {
     "hann": np.hanning,
@@ -140,34 +142,38 @@ class FeatureProfile:
         return (1, self.frames_per_window, self.ncoef, 1)
 
     # -- computing --------------------------------------------------------------------------
-    def preemphasis_filter(self):
-        """``(b, a)`` of the pre-emphasis filter, for ``scipy.signal.lfilter``."""
-        return np.array([1.0, -self.preemph]), np.array([1.0])
+    def preemphasise(self, x: np.ndarray, previous: float = 0.0) -> np.ndarray:
+        """``y[n] = x[n] - preemph * x[n-1]``, with ``previous`` the sample before ``x[0]``
+        (python_speech_features' ``preemphasis`` with state carried across blocks)."""
+        if not self.preemph:
+            return x
+        y = np.empty_like(x)
+        y[0] = x[0] - self.preemph * previous
+        np.subtract(x[1:], self.preemph * x[:-1], out=y[1:])
+        return y
 
     def frame_features(self, emphasised: np.ndarray) -> np.ndarray:
         """Features of every frame that starts at a multiple of the step in ``emphasised``.
 
-        ``emphasised`` is audio at :attr:`sample_rate` after pre-emphasis. A final frame
+        This is python_speech_features' ``mfcc``/``fbank`` with pre-emphasis taken out (it is
+        applied to the stream instead) and the mel filterbank built once per profile rather
+        than on every call. ``emphasised`` is audio at :attr:`sample_rate` after pre-emphasis. A final frame
         that runs past the end is zero-padded (python_speech_features' rule); callers that
         want only complete frames pass exactly ``(n - 1) * step + frame`` samples.
         Returns float32 ``[frames, ncoef]``.
         """
-        common = dict(
-            samplerate=self.sample_rate,
-            winlen=self.frame_len_s,
-            winstep=self.frame_step_s,
-            nfilt=self.nfilt,
-            nfft=self.nfft,
-            lowfreq=self.lowfreq,
-            highfreq=self.highfreq or None,
-            preemph=0.0,
-            winfunc=_WINDOWS[self.winfunc],
-        )
+        window = _analysis_window(self)
+        frames = sigproc.framesig(emphasised, self.frame_samples, self.step_samples,
+                                  lambda n: window)
+        pspec = sigproc.powspec(frames, self.nfft)
+        feats = pspec @ _filterbank(self).T
+        feats = np.log(np.where(feats == 0, np.finfo(float).eps, feats))
         if self.kind == "mfcc":
-            feats = psf.mfcc(emphasised, numcep=self.ncoef, ceplifter=self.lifter,
-                             appendEnergy=self.append_energy, **common)
-        else:
-            feats = np.log(psf.fbank(emphasised, **common)[0])
+            feats = psf.base.lifter(dct(feats, type=2, axis=1, norm="ortho")[:, :self.ncoef],
+                                    self.lifter)
+            if self.append_energy:
+                energy = pspec.sum(axis=1)
+                feats[:, 0] = np.log(np.where(energy == 0, np.finfo(float).eps, energy))
         return feats.astype(np.float32, copy=False)
 
     def features(self, signal: np.ndarray) -> np.ndarray:
@@ -182,7 +188,7 @@ class FeatureProfile:
         n = self.window_samples
         if signal.size < n:
             signal = np.concatenate([signal, np.zeros(n - signal.size)])
-        emph = lfilter(*self.preemphasis_filter(), signal)
+        emph = self.preemphasise(signal)
         # Pre-emphasis is a property of the stream: the sample before the window counts.
         window = emph[-n:]
         covered = (self.full_frames - 1) * self.step_samples + self.frame_samples
@@ -233,6 +239,17 @@ PROFILES = {
         layout="time_coef",
     ),
 }
+
+
+@functools.lru_cache(maxsize=16)
+def _analysis_window(profile: FeatureProfile) -> np.ndarray:
+    return _WINDOWS[profile.winfunc](profile.frame_samples)
+
+
+@functools.lru_cache(maxsize=16)
+def _filterbank(profile: FeatureProfile) -> np.ndarray:
+    return psf.get_filterbanks(profile.nfilt, profile.nfft, profile.sample_rate,
+                               profile.lowfreq, profile.highfreq or profile.sample_rate / 2)
 
 
 def get_profile(name: str) -> FeatureProfile:
