@@ -35,12 +35,14 @@ def _detector_overrides(args, cfg=None) -> dict:
 
 
 def cmd_detect(args) -> int:
-    from .config import load_config
     from .detect import run_detect
     from .model import load_model
     from .spotter import resolve_settings
 
-    cfg = load_config(args.config) if args.config else None
+    cfg = None
+    if args.config:
+        from .config import load_config
+        cfg = load_config(args.config)
     model = load_model(resolve_model(args, cfg), profile=args.profile or (cfg or {}).get("profile"))
     try:
         settings = resolve_settings(model, _detector_overrides(args, cfg))
