@@ -1,0 +1,186 @@
+"""``kwsd install-service``: set kwsd up as a systemd service on a Pi.
+
+Creates the ``kwsd`` system user (and the ``gpio`` group if the system lacks one),
+``/etc/kwsd/`` with the example config, the model directory ``/var/lib/kwsd/models/`` (with
+the bundled model, or ``--model FILE``), installs ``systemd/kwsd.service`` with ``ExecStart=``
+pointing at this Python environment, and enables it.  Existing config and model files are
+kept.  ``--root PREFIX`` installs into a tree under PREFIX (no user is created, ``systemctl
+--root`` enables the unit there); ``--dry-run`` only prints what it would do.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+from kwsd.errors import KwsdError
+
+UNIT_NAME = "kwsd.service"
+CONFIG_DIR = "/etc/kwsd"
+MODEL_DIR = "/var/lib/kwsd/models"
+UNIT_DIR = "/etc/systemd/system"
+
+
+class InstallError(KwsdError):
+    """Installation could not proceed (not root, a command failed)."""
+
+    exit_status = 77   # EX_NOPERM / generic failure of the install step
+
+
+def unit_template():
+    """The text of ``systemd/kwsd.service`` (from the source tree or the installed package)."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "systemd" / UNIT_NAME, here / "systemd" / UNIT_NAME):
+        if cand.is_file():
+            return cand.read_text()
+    raise InstallError(f"{UNIT_NAME} not found beside the kwsd package")
+
+
+def render_unit(template, python=None, config=CONFIG_DIR + "/kwsd.yaml"):
+    """The unit with ``ExecStart=`` running ``python -m kwsd run --config config``.
+
+    >>> u = render_unit("[Service]\\nExecStart=/opt/kwsd/bin/kwsd run\\n", python="/usr/bin/python3")
+    >>> u.splitlines()[1]
+    'ExecStart=/usr/bin/python3 -m kwsd run --config /etc/kwsd/kwsd.yaml'
+    """
+    python = python or sys.executable
+    line = f"ExecStart={shlex.quote(python)} -m kwsd run --config {shlex.quote(config)}"
+    text = re.sub(r"^ExecStart=.*$", lambda m: line, template, count=1, flags=re.M)
+    if python.startswith(("/home/", "/root/")):
+        # ProtectHome=yes would hide the interpreter; keep home directories read-only instead.
+        text = re.sub(r"^ProtectHome=yes$", "ProtectHome=read-only", text, flags=re.M)
+    return text
+
+
+def _bundled_models():
+    try:
+        folder = resources.files("kwsd") / "models"
+        return sorted((p for p in folder.iterdir() if p.name.endswith(".tflite")),
+                      key=lambda p: p.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+class Installer:
+    """Carries out (or, with ``dry_run``, prints) the installation steps."""
+
+    def __init__(self, root=None, dry_run=False, user="kwsd", model=None, enable=True,
+                 start=False, out=None):
+        self.root = Path(root) if root else None
+        self.dry_run = dry_run
+        self.user = user
+        self.model = Path(model) if model else None
+        self.enable = enable
+        self.start = start
+        self.out = out or sys.stdout
+
+    def _p(self, path):
+        return Path(str(self.root) + path) if self.root else Path(path)
+
+    def _say(self, text):
+        print(("would: " if self.dry_run else "") + text, file=self.out)
+
+    def _run(self, argv):
+        self._say("run " + shlex.join(argv))
+        if self.dry_run:
+            return
+        try:
+            subprocess.run(argv, check=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise InstallError(f"{shlex.join(argv)} failed: {err}") from None
+
+    def _mkdir(self, path, mode=0o755):
+        target = self._p(path)
+        self._say(f"create directory {target}")
+        if not self.dry_run:
+            target.mkdir(parents=True, exist_ok=True)
+            target.chmod(mode)
+
+    def _copy(self, src, path, mode=0o644):
+        target = self._p(path)
+        if target.exists():
+            self._say(f"keep existing {target}")
+            return
+        self._say(f"copy {src} -> {target}")
+        if not self.dry_run:
+            shutil.copyfile(src, target)
+            target.chmod(mode)
+
+    def run(self):
+        """Do every step; raise :class:`InstallError` on the first that fails."""
+        if not self.root and not self.dry_run and os.geteuid() != 0:
+            raise InstallError("install-service needs root: run it with sudo "
+                               "(or try --dry-run to see what it does)")
+        if not self.root:
+            self._ensure_group("gpio")
+            self._ensure_user()
+        else:
+            self._say(f"(--root: not creating user {self.user!r}; create it on the target)")
+        self._mkdir(CONFIG_DIR)
+        self._mkdir(MODEL_DIR)
+        example = resources.files("kwsd") / "examples" / "kwsd.yaml"
+        self._copy(example, CONFIG_DIR + "/kwsd.yaml")
+        model = self.model or next(iter(_bundled_models()), None)
+        if model is not None:
+            self._copy(model, MODEL_DIR + "/stop.tflite")
+        else:
+            self._say(f"no model bundled: copy one to {MODEL_DIR}/stop.tflite")
+        unit = render_unit(unit_template(), config=CONFIG_DIR + "/kwsd.yaml")
+        if self.user != "kwsd":
+            unit = re.sub(r"^(User|Group)=kwsd$", lambda m: f"{m.group(1)}={self.user}",
+                          unit, flags=re.M)
+        target = self._p(UNIT_DIR + "/" + UNIT_NAME)
+        self._say(f"install {target}")
+        if not self.dry_run:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(unit)
+            target.chmod(0o644)
+        if self.root:
+            if self.enable:
+                self._run(["systemctl", f"--root={self.root}", "enable", UNIT_NAME])
+        else:
+            self._run(["systemctl", "daemon-reload"])
+            if self.enable:
+                self._run(["systemctl", "enable"] + (["--now"] if self.start else [])
+                          + [UNIT_NAME])
+        self._say("done: edit /etc/kwsd/kwsd.yaml, then `sudo systemctl start kwsd`; "
+                  "logs: `journalctl -u kwsd -f`")
+
+    def _ensure_group(self, name):
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            self._run(["groupadd", "--system", name])
+
+    def _ensure_user(self):
+        try:
+            pwd.getpwnam(self.user)
+            self._say(f"user {self.user!r} exists")
+        except KeyError:
+            self._run(["useradd", "--system", "--user-group", "--no-create-home",
+                       "--home-dir", "/var/lib/kwsd", "--shell", "/usr/sbin/nologin",
+                       "--groups", "audio,gpio", self.user])
+
+
+def add_parser(subparsers):
+    """Register ``kwsd install-service``."""
+    p = subparsers.add_parser("install-service", help="install and enable the systemd unit",
+                              description=__doc__.split("\n\n")[1])
+    p.add_argument("--root", metavar="PREFIX", help="install into a tree under PREFIX")
+    p.add_argument("--dry-run", action="store_true", help="print the steps, change nothing")
+    p.add_argument("--user", default="kwsd", help="service user (default: kwsd)")
+    p.add_argument("--model", metavar="FILE", help="model to install (default: the bundled one)")
+    p.add_argument("--no-enable", dest="enable", action="store_false",
+                   help="install the unit without enabling it")
+    p.add_argument("--start", action="store_true", help="also start it now")
+    p.set_defaults(func=lambda args: Installer(args.root, args.dry_run, args.user, args.model,
+                                               args.enable, args.start).run() or 0)
+    return p
