@@ -1,0 +1,63 @@
+"""``kwsd listen``: watch the model's scores live, one bar per hop, detections highlighted.
+
+It runs the daemon's own pipeline (:class:`kwsd.service.Service`: capture thread, MFCC
+worker, inference loop) with the outputs off unless ``--actions`` is given::
+
+      3.40 s  0.012 |                                        |
+      3.50 s  0.874 |###################################     | STOP  (0.874)
+
+>>> print(format_bar(3.5, 0.874, 0.874, True, width=10, color=False))
+   3.50 s  0.874 |#########.| STOP (0.874)
+"""
+
+from __future__ import annotations
+
+import sys
+
+BOLD_RED, RESET = "\033[1;31m", "\033[0m"
+
+
+def format_bar(t, score, smoothed, detected, width=40, threshold=None, color=True):
+    """One line: stream time, raw score, a bar of the score (``|`` marks the threshold)."""
+    filled = int(round(score * width))
+    bar = "#" * filled + "." * (width - filled) if detected else \
+        "#" * filled + " " * (width - filled)
+    if threshold is not None and not detected:
+        pos = min(width - 1, int(threshold * width))
+        if bar[pos] == " ":
+            bar = bar[:pos] + ":" + bar[pos + 1:]
+    line = f"{t:7.2f} s  {score:.3f} |{bar}|"
+    if detected:
+        line += f" STOP ({smoothed:.3f})"
+        if color:
+            line = BOLD_RED + line + RESET
+    return line
+
+
+class BarPrinter:
+    """``on_score`` callback for :class:`~kwsd.service.Service` printing :func:`format_bar`."""
+
+    def __init__(self, out=None, threshold=None, width=40):
+        self.out = out or sys.stdout
+        self.threshold = threshold      # a number, or a callable returning the current one
+        self.width = width
+        self.color = hasattr(self.out, "isatty") and self.out.isatty()
+
+    def __call__(self, t, score, smoothed, detection):
+        """Print one hop."""
+        thr = self.threshold() if callable(self.threshold) else self.threshold
+        self.out.write(format_bar(t, score, smoothed, detection is not None, self.width,
+                                  thr, self.color) + "\n")
+        self.out.flush()
+
+
+def run_listen(cfg, config_path=None, input_file=None, actions=False):
+    """The ``kwsd listen`` body: the daemon pipeline with a bar printer; returns 0."""
+    from kwsd.service import Service
+    from kwsd.systemd import Notifier
+
+    printer = BarPrinter()
+    service = Service(cfg, config_path=config_path, input_file=input_file,
+                      notifier=Notifier(env={}), on_score=printer, actions=actions)
+    printer.threshold = lambda: service.settings.threshold if service.settings else None
+    return service.run()
