@@ -1,0 +1,362 @@
+"""The ``kwsd-train`` command line.
+
+    kwsd-train prepare DATA_DIR... --long DIR... --out WORK   index, split, feature cache
+    kwsd-train train WORK --arch dscnn --epochs 30 --out MODEL_DIR
+    kwsd-train export MODEL_DIR                                 float + int8 .tflite, parity
+    kwsd-train evaluate MODEL.tflite... --data WORK --out REPORT_DIR [--write-threshold]
+    kwsd-train all DATA_DIR... --long DIR... --out OUT          all of the above
+    kwsd-train fetch [URL] --out DIR                            download + unpack a corpus
+    kwsd-train synth ...                                        synthetic speech (TTS)
+
+Errors a user can cause (a missing folder, a bad model) print one message and exit with the
+status of :mod:`kwsd.errors`; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from kwsd.errors import EX_USAGE, KwsdError
+
+
+def _command_line() -> str:
+    return "kwsd-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# --------------------------------------------------------------------------- prepare
+
+def add_prepare_arguments(p, data_required=True):
+    """Options shared by ``prepare`` and ``all``."""
+    p.add_argument("data", nargs="+" if data_required else "*", metavar="DATA_DIR",
+                   help="folders in the Speech Commands layout (a folder per word, "
+                        "_background_noise_/, optional validation_list.txt/testing_list.txt)")
+    p.add_argument("--keyword", default="stop", help="the word to spot (a folder name)")
+    p.add_argument("--long", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="folders of long recordings with no keyword (speech, rooms): negatives "
+                        "cut into windows; held-out files give false accepts per hour")
+    p.add_argument("--noise", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="extra folders of noise recordings (mixed into clips, and negatives)")
+    p.add_argument("--ir", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="folders of room impulse responses (default: synthetic ones)")
+    p.add_argument("--profile", default="logmel40", help="kwsd feature profile (default logmel40)")
+    p.add_argument("--validation-percent", type=float, default=10.0)
+    p.add_argument("--testing-percent", type=float, default=10.0)
+    p.add_argument("--split-salt", default=None,
+                   help="salt for the speaker-hash split (default: the corpus's own rule, "
+                        "salted automatically if it puts every speaker on one side)")
+    p.add_argument("--seed", type=int, default=1234)
+    g = p.add_argument_group("augmentation")
+    g.add_argument("--variants", type=int, default=8, help="augmented windows per keyword clip")
+    g.add_argument("--word-variants", type=int, default=2,
+                   help="augmented windows per other-word clip")
+    g.add_argument("--partials", type=int, default=4,
+                   help="partial-keyword negatives per keyword clip (only its start or end "
+                        "inside the window)")
+    g.add_argument("--long-per-second", type=float, default=2.0,
+                   help="negative windows cut per second of long recordings")
+    g.add_argument("--noise-per-second", type=float, default=2.0,
+                   help="negative windows cut per second of noise")
+    g.add_argument("--noise-prob", type=float, default=0.8)
+    g.add_argument("--snr-db", type=float, nargs=2, default=(0.0, 25.0), metavar=("LO", "HI"))
+    g.add_argument("--speed-prob", type=float, default=0.5)
+    g.add_argument("--ir-prob", type=float, default=0.3)
+
+
+def prepare(args) -> Path:
+    """Index the data, split it, and fill the feature cache; returns the index path."""
+    from kwsd.profiles import get_profile
+
+    from .augment import AugmentConfig
+    from .data import (AUDIO_EXTENSIONS, DatasetError, LoadProblems, file_sha1,
+                       save_index, scan_long_recordings, scan_noise, scan_speech_commands,
+                       split_counts)
+    from .features import build_features
+
+    try:
+        profile = get_profile(args.profile)
+    except KeyError as exc:
+        raise DatasetError("--profile", exc.args[0]) from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    problems = LoadProblems()
+    v, t = args.validation_percent, args.testing_percent
+    items = []
+    for d in args.data:
+        items += scan_speech_commands(d, args.keyword, v, t, args.split_salt, problems)
+    if not any(it.role == "keyword" for it in items):
+        raise DatasetError(", ".join(args.data), f"no clips of the keyword {args.keyword!r} "
+                                                 f"(expected a folder named {args.keyword}/)")
+    for d in args.long:
+        items += scan_long_recordings(d, v, t, problems=problems)
+    for d in args.noise:
+        items += scan_noise(d, v, t, problems=problems)
+    ir_files = []
+    for d in args.ir:
+        found = sorted(str(p) for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not Path(d).is_dir() or not found:
+            raise DatasetError(d, "no impulse-response audio files in this folder")
+        ir_files += found
+    from tqdm import tqdm
+
+    for it in tqdm(items, desc="hashing", unit="file", disable=args.quiet, file=sys.stderr):
+        it.sha1 = file_sha1(it.path)
+    aug = AugmentConfig(variants=args.variants, word_variants=args.word_variants,
+                        partials=args.partials, long_windows_per_s=args.long_per_second,
+                        noise_windows_per_s=args.noise_per_second, noise_prob=args.noise_prob,
+                        snr_db=tuple(args.snr_db), speed_prob=args.speed_prob,
+                        ir_prob=args.ir_prob)
+    arrays = build_features(items, profile, aug, args.seed, out, ir_files,
+                            workers=args.workers, progress=not args.quiet, problems=problems)
+    meta = {"keyword": args.keyword, "profile": profile.to_dict(), "augment": aug.to_dict(),
+            "seed": args.seed, "ir_files": ir_files,
+            "data": {"speech_commands": [str(Path(d).resolve()) for d in args.data],
+                     "long": [str(Path(d).resolve()) for d in args.long],
+                     "noise": [str(Path(d).resolve()) for d in args.noise],
+                     "ir": [str(Path(d).resolve()) for d in args.ir]},
+            "split": {"validation_percent": v, "testing_percent": t, "rules": problems.rules},
+            "problems": {"skipped": problems.skipped,
+                         "converted": {k: v for k, v in problems.converted.items()}},
+            "windows": {s: a.counts() for s, a in arrays.items()},
+            "command": _command_line()}
+    # unusable files stay out of the index
+    items = [it for it in items if it.path not in problems.skipped]
+    index = out / "index.json"
+    save_index(index, items, meta)
+    problems.report()
+    counts = split_counts(items)
+    if not args.quiet:
+        for split, c in counts.items():
+            print(f"{split:>10}: {c['keyword']} {args.keyword} clips ({c['keyword_speakers']} "
+                  f"speakers), {c['word']} other clips, {c['long']} long files, "
+                  f"{c['noise']} noise segments; {arrays[split].counts()['positive']} positive / "
+                  f"{arrays[split].counts()['negative']} negative windows", file=sys.stderr)
+    return index
+
+
+# --------------------------------------------------------------------------- train/export
+
+def add_train_arguments(p):
+    """Options shared by ``train`` and ``all``."""
+    from .models import ARCHITECTURES
+
+    p.add_argument("--arch", choices=ARCHITECTURES, default="dscnn")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--width", type=int, default=None, help="channels (default: 64)")
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--positive-weight", type=float, default=None,
+                   help="keyword class weight relative to 1 for the rest "
+                        "(default: balance the classes)")
+
+
+def add_detector_arguments(p):
+    """Detector settings written into the model (threshold is later calibrated)."""
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--smoothing", type=int, default=3)
+    p.add_argument("--refractory-s", type=float, default=1.0)
+    p.add_argument("--hop-s", type=float, default=0.1)
+
+
+def _settings(args):
+    from kwsd.detector import DetectorSettings
+
+    try:
+        return DetectorSettings(threshold=args.threshold, smoothing=args.smoothing,
+                                refractory_s=args.refractory_s, hop_s=args.hop_s)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+class UsageError(KwsdError):
+    """A bad command-line value."""
+
+    exit_status = EX_USAGE
+
+
+def cmd_prepare(args) -> int:
+    index = prepare(args)
+    print(index)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    summary = train(args.workdir, args.out, arch=args.arch, epochs=args.epochs,
+                    batch_size=args.batch_size, learning_rate=args.lr, width=args.width,
+                    dropout=args.dropout, positive_weight=args.positive_weight,
+                    progress=not args.quiet, workers=args.workers, command=_command_line())
+    print(json.dumps({k: summary[k] for k in ("arch", "parameters", "best_epoch",
+                                              "train_seconds")}))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    summary = export(args.model_dir, args.workdir, settings=_settings(args),
+                     progress=not args.quiet)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_models, write_threshold
+
+    report = evaluate_models(args.models, args.data, args.out, args.target_fa_per_hour,
+                             args.target_fpr, profile=args.profile, extra_long_dirs=args.long,
+                             workers=args.workers, progress=not args.quiet,
+                             command=_command_line())
+    if args.write_threshold:
+        for path, (name, m) in zip(args.models, report["models"].items()):
+            write_threshold(path, m["calibration"]["threshold"], _headline(m))
+            print(f"{path}: threshold set to {m['calibration']['threshold']:g}", file=sys.stderr)
+    print(Path(args.out) / "report.md")
+    return 0
+
+
+def _headline(m: dict) -> dict:
+    """The metrics worth embedding in a model's provenance."""
+    out = {"calibration": m["calibration"]}
+    for split in ("validation", "testing"):
+        if split in m:
+            c = m[split]["calibrated"]
+            out[split] = {"roc_auc": m[split]["roc_auc"], "clip": {k: c["clip"][k] for k in
+                          ("recall", "precision", "false_positive_rate", "keyword_clips",
+                           "other_clips")},
+                          "stream": c.get("stream", {}).get("recall"),
+                          "false_accepts_per_hour": c["long"]["false_accepts_per_hour"],
+                          "hours": c["long"]["hours"]}
+    return out
+
+
+def cmd_all(args) -> int:
+    """prepare -> train -> export -> evaluate (calibrate) -> final model file."""
+    from .evaluate import evaluate_models, write_threshold
+    from .export import export
+    from .train import train
+
+    out = Path(args.out)
+    args.out = str(out / "work")
+    prepare(args)
+    model_dir = out / "model"
+    train(out / "work", model_dir, arch=args.arch, epochs=args.epochs,
+          batch_size=args.batch_size, learning_rate=args.lr, width=args.width,
+          dropout=args.dropout, positive_weight=args.positive_weight,
+          progress=not args.quiet, workers=args.workers, command=_command_line())
+    summary = export(model_dir, out / "work", settings=_settings(args), progress=not args.quiet)
+    report = evaluate_models([summary["int8"]["path"]], out / "work", out / "report",
+                             args.target_fa_per_hour, args.target_fpr,
+                             workers=args.workers, progress=not args.quiet,
+                             command=_command_line(), names=[f"{args.arch} int8"])
+    m = next(iter(report["models"].values()))
+    metrics = dict(_headline(m), parity=summary["parity"])
+    for kind in ("int8", "float"):
+        write_threshold(summary[kind]["path"], m["calibration"]["threshold"], metrics)
+    final = out / f"{args.keyword}.tflite"
+    shutil.copyfile(summary["int8"]["path"], final)
+    print(json.dumps({"model": str(final), "bytes": final.stat().st_size,
+                      "threshold": m["calibration"]["threshold"],
+                      "report": str(out / "report" / "report.md"),
+                      "parity": summary["parity"]}, indent=1))
+    return 0
+
+
+def add_evaluate_arguments(p):
+    """Calibration targets shared by ``evaluate`` and ``all``."""
+    p.add_argument("--target-fa-per-hour", type=float, default=0.3,
+                   help="calibrate the threshold to at most this many false accepts per hour")
+    p.add_argument("--target-fpr", type=float, default=0.005,
+                   help="... and at most this clip false-positive rate over other words")
+
+
+# --------------------------------------------------------------------------- the parser
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kwsd-train`` argument parser."""
+    parser = argparse.ArgumentParser(prog="kwsd-train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-j", "--workers", type=int, default=None,
+                        help="worker processes (default: all cores)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("prepare", help="index + split data folders and cache their features")
+    add_prepare_arguments(p)
+    p.add_argument("--out", required=True, metavar="WORKDIR")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model on a prepared work folder")
+    p.add_argument("workdir", metavar="WORKDIR")
+    add_train_arguments(p)
+    p.add_argument("--out", required=True, metavar="MODEL_DIR")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="float + int8 .tflite with kwsd metadata, parity check")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--workdir", help="the prepared work folder (default: the one trained on)")
+    add_detector_arguments(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="streaming evaluation with kwsd's own detector")
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--data", required=True, metavar="WORKDIR",
+                   help="a prepared work folder: its validation and testing splits are used")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR")
+    p.add_argument("--long", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="more long recordings (no keyword) to count false accepts on")
+    p.add_argument("--profile", help="feature profile for models without kwsd metadata")
+    p.add_argument("--write-threshold", action="store_true",
+                   help="store each model's calibrated threshold in its metadata")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("all", help="prepare, train, export and evaluate in one go")
+    add_prepare_arguments(p)
+    add_train_arguments(p)
+    add_detector_arguments(p)
+    add_evaluate_arguments(p)
+    p.add_argument("--out", required=True, metavar="OUT_DIR")
+    p.set_defaults(func=cmd_all)
+
+    from . import download
+
+    p = sub.add_parser("fetch", help="download (resumable, verified) and unpack a corpus")
+    download.add_arguments(p)
+    p.set_defaults(func=download.run)
+
+    try:
+        from . import synth
+    except ImportError:
+        synth = None
+    if synth is not None and hasattr(synth, "add_arguments"):
+        p = sub.add_parser("synth", help="render words with the installed TTS engines")
+        synth.add_arguments(p)
+        p.set_defaults(func=synth.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of ``kwsd-train``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KwsdError as exc:
+        print(f"kwsd-train: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("kwsd-train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,446 @@
+"""Evaluating models with kwsd's own streaming code (``kwsd-train evaluate``).
+
+Nothing here re-implements the daemon: every file goes through
+:func:`kwsd.detect.detect_file` (clip files, exactly as ``kwsd detect`` runs them) or
+:class:`kwsd.spotter.Spotter` (long recordings and streams built from clips), and every
+threshold is judged by replaying the per-hop scores through :class:`kwsd.detector.Detector`.
+
+Measured, on the held-out split of a prepared work folder:
+
+* **clip level** (each clip file as ``kwsd detect`` sees it): precision, recall, per-word
+  false-positive rates, ROC AUC of the clip's highest score;
+* **streaming**: the held-out clips placed 2.5 s apart in one stream over low background
+  noise (false rejects; detections during another word are false positives), and false
+  accepts per hour over long held-out recordings (speech and noise) with no keyword;
+* a **DET curve** (false rejects vs false accepts per hour over thresholds), and a
+  threshold calibrated on the validation split: the highest recall with at most
+  ``target_fa_per_hour`` and a clip false-positive rate of at most ``target_fpr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kwsd.detector import Detector, DetectorSettings
+
+from .data import Item, LoadProblems, load_audio
+
+THRESHOLDS = np.round(np.concatenate([np.arange(0.02, 0.9, 0.02), np.arange(0.9, 0.999, 0.005),
+                                      [0.999]]), 4)
+SLOT_S = 2.5          # spacing of clips in the streaming test
+CLIP_AT_S = 0.75      # where a clip starts in its slot
+HIT_AFTER_S = 1.1     # a detection up to this long after the clip's end counts as a hit
+
+
+@dataclasses.dataclass
+class Scores:
+    """Per-hop raw scores of one file or stream: ``times`` (s), ``scores``."""
+
+    times: np.ndarray
+    scores: np.ndarray
+
+
+def replay(scores: Scores, settings: DetectorSettings, keyword="stop") -> list[float]:
+    """Detection times when ``scores`` go through :class:`kwsd.detector.Detector`."""
+    det = Detector(settings, keyword)
+    out = []
+    for t, s in zip(scores.times.tolist(), scores.scores.tolist()):
+        d = det.update(t, s)
+        if d is not None:
+            out.append(d.time)
+    return out
+
+
+# --------------------------------------------------------------------------- scoring workers
+
+_W: dict = {}
+
+
+def _init(model_path, profile_name, settings_dict):
+    from kwsd.model import load_model
+
+    _W["model"] = load_model(model_path, profile=profile_name)
+    _W["settings"] = DetectorSettings.from_dict(settings_dict)
+
+
+def _score_file(path) -> Scores:
+    from kwsd.detect import detect_file
+
+    times, scores = [], []
+
+    def on_event(ev):
+        if ev.kind == "score":
+            times.append(ev.time)
+            scores.append(ev.score)
+    detect_file(path, _W["model"], _W["settings"], on_event)
+    return Scores(np.array(times), np.array(scores, dtype=np.float32))
+
+
+def stream_array(samples: np.ndarray, rate: int, model, settings, block=1024) -> Scores:
+    """Per-hop scores of a mono signal streamed block by block through a
+    :class:`kwsd.spotter.Spotter` (as a microphone would deliver it)."""
+    from kwsd.spotter import Spotter
+
+    spotter = Spotter(model, rate, settings)
+    times, scores = [], []
+    for start in range(0, len(samples), block):
+        for ev in spotter.process(samples[start:start + block]):
+            if ev.kind == "score":
+                times.append(ev.time)
+                scores.append(ev.score)
+    return Scores(np.array(times), np.array(scores, dtype=np.float32))
+
+
+def _score_job(job):
+    kind, payload = job
+    try:
+        if kind == "file":
+            return _score_file(payload)
+        if kind == "segment":
+            path, start, end = payload
+            rate = _W["model"].profile.sample_rate
+            x = load_audio(path, rate, LoadProblems(stream=None), start, end)
+            if x is None:
+                return None
+            return stream_array(x, rate, _W["model"], _W["settings"])
+        samples, rate = payload   # an in-memory stream
+        return stream_array(samples, rate, _W["model"], _W["settings"])
+    except Exception as exc:  # noqa: BLE001 - reported per file, never fatal
+        return exc
+
+
+def score_all(model_path, jobs, settings, profile=None, workers=None, progress=True,
+              desc="scoring") -> list:
+    """Run scoring jobs (``("file", path)``, ``("segment", (path, start, end))``,
+    ``("array", (samples, rate))``) on all cores; results in job order."""
+    from tqdm import tqdm
+
+    init = (str(model_path), profile, dataclasses.asdict(settings))
+    workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+    if workers == 1:
+        _init(*init)
+        return [_score_job(j) for j in tqdm(jobs, desc=desc, disable=not progress,
+                                             file=sys.stderr, unit="file")]
+    with multiprocessing.get_context("spawn").Pool(workers, _init, init) as pool:
+        return list(tqdm(pool.imap(_score_job, jobs, chunksize=1), total=len(jobs), desc=desc,
+                         disable=not progress, file=sys.stderr, unit="file"))
+
+
+# --------------------------------------------------------------------------- metrics
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float | None:
+    """Area under the ROC curve (probability a positive outscores a negative; ties half).
+
+    >>> roc_auc(np.array([0.9, 0.8]), np.array([0.1, 0.85]))
+    0.75
+    """
+    if len(positive) == 0 or len(negative) == 0:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    u = mannwhitneyu(positive, negative, alternative="two-sided").statistic
+    return round(float(u) / (len(positive) * len(negative)), 5)
+
+
+def build_stream(clips: list[np.ndarray], rate: int, background: np.ndarray | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Clips placed ``SLOT_S`` apart (each at ``CLIP_AT_S`` in its slot) over a quiet
+    background; returns the stream and each clip's (start, end) in seconds."""
+    slot = int(SLOT_S * rate)
+    total = slot * len(clips) + slot
+    if background is not None and len(background):
+        reps = total // len(background) + 1
+        stream = np.tile(background, reps)[:total].astype(np.float32)
+        level = np.sqrt(np.mean(stream.astype(np.float64) ** 2)) or 1.0
+        stream *= 10 ** (-50 / 20) / level            # -50 dBFS: a quiet room
+    else:
+        stream = (rng.standard_normal(total) * 10 ** (-60 / 20)).astype(np.float32)
+    spans = []
+    for i, clip in enumerate(clips):
+        clip = clip[:slot - int(CLIP_AT_S * rate)]
+        at = i * slot + int(CLIP_AT_S * rate)
+        stream[at:at + len(clip)] += clip
+        spans.append((at / rate, (at + len(clip)) / rate))
+    return np.clip(stream, -1, 1), spans
+
+
+def stream_outcome(scores: Scores, spans, settings, keyword="stop"):
+    """Per clip: did a detection land in its span (+``HIT_AFTER_S``)? And how many
+    detections landed in no span (false accepts in the stream)?"""
+    times = replay(scores, settings, keyword)
+    hit = [False] * len(spans)
+    stray = 0
+    for t in times:
+        for i, (a, b) in enumerate(spans):
+            if a <= t <= b + HIT_AFTER_S:
+                hit[i] = True
+                break
+        else:
+            stray += 1
+    return hit, stray
+
+
+@dataclasses.dataclass
+class SplitScores:
+    """Everything scored for one model on one split."""
+
+    clip_items: list
+    clip_scores: list          # Scores per clip file (None: unreadable)
+    kw_stream: Scores | None
+    kw_spans: list
+    word_stream: Scores | None
+    word_spans: list
+    word_stream_words: list
+    long_items: list
+    long_scores: list
+    long_hours: float
+
+
+def score_split(model_path, items: list[Item], split: str, settings, profile=None,
+                workers=None, progress=True, seed=0, extra_long: list[Item] = ()) -> SplitScores:
+    """Score every held-out clip file, the two streams and the long recordings of ``split``."""
+    from kwsd.model import load_model
+
+    model = load_model(model_path, profile=profile)
+    rate = model.profile.sample_rate
+    clips = [it for it in items if it.split == split and it.role in ("keyword", "word")]
+    longs = [it for it in items if it.split == split and it.role in ("long", "noise")]
+    longs += list(extra_long)
+    problems = LoadProblems(stream=None)
+    rng = np.random.default_rng(seed)
+    background = None
+    for it in longs:
+        if it.role == "noise":
+            background = load_audio(it.path, rate, problems, it.start, it.end)
+            break
+    kw_items = [it for it in clips if it.role == "keyword"]
+    word_items = [it for it in clips if it.role == "word"]
+    kw_audio = [load_audio(it.path, rate, problems) for it in kw_items]
+    word_audio = [load_audio(it.path, rate, problems) for it in word_items]
+    kw_ok = [a for a in kw_audio if a is not None]
+    word_pairs = [(it.word, a) for it, a in zip(word_items, word_audio) if a is not None]
+    kw_stream, kw_spans = build_stream(kw_ok, rate, background, rng) if kw_ok else (None, [])
+    word_stream, word_spans = (build_stream([a for _, a in word_pairs], rate, background, rng)
+                               if word_pairs else (None, []))
+    jobs = [("file", it.path) for it in clips]
+    jobs += [("segment", (it.path, it.start, it.end)) for it in longs]
+    if kw_stream is not None:
+        jobs.append(("array", (kw_stream, rate)))
+    if word_stream is not None:
+        jobs.append(("array", (word_stream, rate)))
+    results = score_all(model_path, jobs, settings, profile, workers, progress,
+                        desc=f"scoring {split} ({Path(model_path).name})")
+    results = [None if isinstance(r, Exception) else r for r in results]
+    n_clip, n_long = len(clips), len(longs)
+    clip_scores = results[:n_clip]
+    long_scores = results[n_clip:n_clip + n_long]
+    rest = results[n_clip + n_long:]
+    kw_s = rest.pop(0) if kw_stream is not None else None
+    word_s = rest.pop(0) if word_stream is not None else None
+    hours = 0.0
+    for it, sc in zip(longs, long_scores):
+        if sc is not None and len(sc.times):
+            hours += (sc.times[-1] + settings.hop_s) / 3600.0
+    return SplitScores(clips, clip_scores, kw_s, kw_spans, word_s, word_spans,
+                       [w for w, _ in word_pairs], longs, long_scores, hours)
+
+
+def metrics_at(ss: SplitScores, settings: DetectorSettings, keyword="stop") -> dict:
+    """All metrics of one split at one detector setting."""
+    tp = fn = fp = tn = 0
+    per_word: dict = {}
+    for it, sc in zip(ss.clip_items, ss.clip_scores):
+        if sc is None:
+            continue
+        fired = bool(replay(sc, settings, keyword))
+        if it.role == "keyword":
+            tp += fired
+            fn += not fired
+        else:
+            fp += fired
+            tn += not fired
+            w = per_word.setdefault(it.word, [0, 0])
+            w[0] += fired
+            w[1] += 1
+    fa = 0
+    fa_by_source: dict = {}
+    for it, sc in zip(ss.long_items, ss.long_scores):
+        if sc is None:
+            continue
+        n = len(replay(sc, settings, keyword))
+        fa += n
+        src = it.source if it.role == "long" else "noise"
+        fa_by_source[src] = fa_by_source.get(src, 0) + n
+    out = {
+        "threshold": settings.threshold,
+        "clip": {"keyword_clips": tp + fn, "other_clips": fp + tn, "true_positives": tp,
+                 "false_negatives": fn, "false_positives": fp,
+                 "recall": _ratio(tp, tp + fn), "precision": _ratio(tp, tp + fp),
+                 "false_positive_rate": _ratio(fp, fp + tn),
+                 "per_word_false_positive_rate": {w: round(a / b, 4) for w, (a, b)
+                                                  in sorted(per_word.items())}},
+        "long": {"hours": round(ss.long_hours, 3), "false_accepts": fa,
+                 "false_accepts_per_hour": round(fa / ss.long_hours, 3) if ss.long_hours else None,
+                 "false_accepts_by_source": fa_by_source},
+    }
+    if ss.kw_stream is not None:
+        hit, stray = stream_outcome(ss.kw_stream, ss.kw_spans, settings, keyword)
+        out["stream"] = {"keyword_clips": len(hit), "false_reject_rate": _ratio(len(hit) - sum(hit), len(hit)),
+                         "recall": _ratio(sum(hit), len(hit)), "stray_detections": stray}
+    if ss.word_stream is not None:
+        hit, stray = stream_outcome(ss.word_stream, ss.word_spans, settings, keyword)
+        per = {}
+        for w, h in zip(ss.word_stream_words, hit):
+            a = per.setdefault(w, [0, 0])
+            a[0] += h
+            a[1] += 1
+        out.setdefault("stream", {}).update({
+            "other_clips": len(hit), "other_false_positive_rate": _ratio(sum(hit), len(hit)),
+            "other_stray_detections": stray,
+            "worst_words": sorted(((w, round(a / b, 4)) for w, (a, b) in per.items() if a),
+                                  key=lambda x: -x[1])[:8]})
+    return out
+
+
+def _ratio(a, b):
+    return round(a / b, 4) if b else None
+
+
+def clip_auc(ss: SplitScores) -> float | None:
+    """ROC AUC of each clip file's highest raw score, keyword vs other words."""
+    pos = [sc.scores.max() for it, sc in zip(ss.clip_items, ss.clip_scores)
+           if sc is not None and len(sc.scores) and it.role == "keyword"]
+    neg = [sc.scores.max() for it, sc in zip(ss.clip_items, ss.clip_scores)
+           if sc is not None and len(sc.scores) and it.role != "keyword"]
+    return roc_auc(np.array(pos), np.array(neg))
+
+
+def det_curve(ss: SplitScores, base: DetectorSettings, keyword="stop") -> list[dict]:
+    """Per threshold: streaming false-reject rate, clip false-reject rate, clip FPR and
+    false accepts per hour (the DET curve's points)."""
+    rows = []
+    for t in THRESHOLDS:
+        m = metrics_at(ss, base.with_overrides(threshold=float(t)), keyword)
+        rows.append({"threshold": float(t),
+                     "clip_false_reject_rate": None if m["clip"]["recall"] is None
+                     else round(1 - m["clip"]["recall"], 4),
+                     "stream_false_reject_rate": m.get("stream", {}).get("false_reject_rate"),
+                     "clip_false_positive_rate": m["clip"]["false_positive_rate"],
+                     "false_accepts_per_hour": m["long"]["false_accepts_per_hour"]})
+    return rows
+
+
+def calibrate(rows: list[dict], target_fa_per_hour: float, target_fpr: float) -> dict:
+    """The threshold with the fewest clip false rejects among those meeting both targets
+    (ties: the middle of the tied range, away from both the false-accept and the
+    false-reject edge); if none meets them, the one closest to meeting them."""
+    def fa(r):
+        return r["false_accepts_per_hour"] or 0.0
+
+    def fpr(r):
+        return r["clip_false_positive_rate"] or 0.0
+
+    def frr(r):
+        return r["clip_false_reject_rate"] if r["clip_false_reject_rate"] is not None else 1.0
+    ok = [r for r in rows if fa(r) <= target_fa_per_hour and fpr(r) <= target_fpr]
+    if ok:
+        best = min(frr(r) for r in ok)
+        tied = [r["threshold"] for r in ok if frr(r) == best]
+        middle = (min(tied) + max(tied)) / 2
+        chosen = min(tied, key=lambda t: abs(t - middle))
+        return {"threshold": chosen, "met_targets": True}
+    chosen = min(rows, key=lambda r: (max(fa(r) / max(target_fa_per_hour, 1e-9),
+                                          fpr(r) / max(target_fpr, 1e-9)), -r["threshold"]))
+    return {"threshold": chosen["threshold"], "met_targets": False}
+
+
+# --------------------------------------------------------------------------- the driver
+
+def write_threshold(model_path, threshold: float, metrics: dict | None = None):
+    """Rewrite a model file's embedded metadata with a calibrated threshold (and metrics),
+    atomically (write beside it, then rename)."""
+    from kwsd.metadata import embed_metadata, read_metadata
+
+    path = Path(model_path)
+    data = path.read_bytes()
+    meta = read_metadata(data) or {}
+    meta.setdefault("detector", {})["threshold"] = float(threshold)
+    if metrics is not None:
+        meta.setdefault("provenance", {})["metrics"] = metrics
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(embed_metadata(data, meta))
+    os.replace(tmp, path)
+
+
+def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, target_fpr=0.005,
+                    profile=None, extra_long_dirs=(), workers=None, progress=True,
+                    command="", names=None) -> dict:
+    """Evaluate models on a prepared work folder's validation and testing splits.
+
+    Writes ``report.json``, ``report.md`` and ``det_curve.png`` into ``out_dir`` and returns
+    the report dict. Each model is judged with its own embedded detector defaults and with a
+    threshold calibrated on the validation split (see :func:`calibrate`).
+    """
+    import datetime
+
+    from kwsd.model import load_model
+
+    from .data import load_index, scan_long_recordings, split_counts
+    from .report import markdown, plot_det
+
+    items, meta = load_index(Path(workdir) / "index.json")
+    extra = []
+    for d in extra_long_dirs:
+        for it in scan_long_recordings(d, 0, 0):
+            it.split = "testing"
+            extra.append(it)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "command": command, "workdir": str(Path(workdir).resolve()),
+              "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr},
+              "split": split_counts(items), "models": {},
+              "config": {"index": meta, "thresholds": THRESHOLDS.tolist(), "slot_s": SLOT_S,
+                         "extra_long_dirs": [str(d) for d in extra_long_dirs]}}
+    curves, marks = {}, {}
+    for i, path in enumerate(model_paths):
+        model = load_model(path, profile=profile)
+        name = (names[i] if names else None) or Path(path).name
+        defaults = model.defaults
+        entry = {"path": str(path), "bytes": Path(path).stat().st_size,
+                 "kind": "int8" if model.quantized else "float",
+                 "profile": model.profile.name, "defaults": dataclasses.asdict(defaults)}
+        per_split = {}
+        for split in ("validation", "testing"):
+            if not any(it.split == split for it in items) and not (split == "testing" and extra):
+                continue
+            ss = score_split(path, items, split, defaults, profile, workers, progress,
+                             extra_long=extra if split == "testing" else ())
+            per_split[split] = (ss, det_curve(ss, defaults, model.keyword))
+        cal_split = "validation" if "validation" in per_split else "testing"
+        cal = calibrate(per_split[cal_split][1], target_fa_per_hour, target_fpr)
+        entry["calibration"] = dict(cal, split=cal_split)
+        calibrated = defaults.with_overrides(threshold=cal["threshold"])
+        for split, (ss, rows) in per_split.items():
+            entry[split] = {"roc_auc": clip_auc(ss),
+                            "defaults": metrics_at(ss, defaults, model.keyword),
+                            "calibrated": metrics_at(ss, calibrated, model.keyword),
+                            "det": rows}
+        last = "testing" if "testing" in per_split else cal_split
+        curves[name] = per_split[last][1]
+        marks[name] = cal["threshold"]
+        report["models"][name] = entry
+    det_png = out_dir / "det_curve.png"
+    plot_det(curves, det_png, marks=marks)
+    report["det_png"] = str(det_png)
+    with open(out_dir / "report.json", "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=1)
+    (out_dir / "report.md").write_text(markdown(report), encoding="utf-8")
+    return report

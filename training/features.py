@@ -1,0 +1,217 @@
+"""Feature windows for training: computed in parallel, cached on disk.
+
+This module computes no features itself: every window goes through
+:meth:`kwsd.profiles.FeatureProfile.features`, the same function the daemon's streaming front
+end is tested against. It only decides which windows each indexed item yields (see
+:mod:`training.augment`), runs that on all cores with a progress bar, and caches the result
+per item in ``WORKDIR/cache/`` under a key made of the profile dict, the file's content hash,
+the segment, the augmentation settings, the seed and the noise/impulse-response files used.
+Change any of them and the affected items are recomputed; nothing else is.
+
+>>> # arrays = build_features(items, get_profile("logmel40"), AugmentConfig(), 0, "work/")
+>>> # arrays["training"].x.shape  ->  (n, 49, 40)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kwsd.profiles import FeatureProfile
+
+from .augment import (AugmentConfig, NoiseBank, keyword_windows, long_windows,
+                      plain_windows, word_windows)
+from .data import Item, LoadProblems, load_audio
+
+CACHE_VERSION = 2
+KINDS = ("keyword", "partial", "word", "long", "noise", "silence")
+
+
+@dataclasses.dataclass
+class Arrays:
+    """The windows of one split: features ``x`` [n, frames, coefs] (float16), labels ``y``,
+    ``kind`` (index into :data:`KINDS`) and ``group`` (index of the item it came from)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    kind: np.ndarray
+    group: np.ndarray
+
+    def counts(self) -> dict:
+        """Windows per kind and per label."""
+        out = {k: int(np.sum(self.kind == i)) for i, k in enumerate(KINDS)}
+        out["positive"] = int(np.sum(self.y == 1))
+        out["negative"] = int(np.sum(self.y == 0))
+        return out
+
+
+def item_seed(seed: int, item: Item) -> int:
+    """A per-item seed from the run's seed and the item's content (stable across runs)."""
+    h = hashlib.sha256(f"{seed}|{item.sha1}|{item.path.rsplit(os.sep, 1)[-1]}|{item.start}"
+                       .encode()).digest()
+    return int.from_bytes(h[:8], "little")
+
+
+def cache_key(profile: FeatureProfile, item: Item, aug: AugmentConfig, seed: int,
+              bank_id: str) -> str:
+    """The cache key of one item's windows (see module docs)."""
+    doc = {"v": CACHE_VERSION, "profile": profile.to_dict(), "sha1": item.sha1,
+           "start": item.start, "end": item.end, "role": item.role, "split": item.split,
+           "aug": aug.to_dict() if item.split == "training" else {"eval_hop_s": aug.eval_hop_s},
+           "seed": seed if item.split == "training" else 0,
+           "bank": bank_id if item.split == "training" else ""}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def bank_identity(noise_items: list[Item], ir_files: list[str]) -> str:
+    """A hash naming the noise and impulse-response material used for augmentation."""
+    parts = sorted(f"{it.sha1}:{it.start}:{it.end}" for it in noise_items)
+    parts += sorted(str(p) + ":" + _quick_sha1(p) for p in ir_files)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _quick_sha1(path) -> str:
+    from .data import file_sha1
+
+    return file_sha1(path)
+
+
+# --------------------------------------------------------------------------- worker side
+
+_STATE: dict = {}
+
+
+def _init_worker(profile_dict, aug_dict, seed, noise_items, ir_files):
+    profile = FeatureProfile.from_dict(profile_dict)
+    problems = LoadProblems(stream=None)
+    rate = profile.sample_rate
+    noises = [load_audio(it["path"], rate, problems, it["start"], it["end"])
+              for it in noise_items]
+    irs = []
+    for path in ir_files:
+        ir = load_audio(path, rate, problems)
+        if ir is not None:
+            peak = np.argmax(np.abs(ir))
+            irs.append((ir[peak:] / (np.abs(ir[peak]) + 1e-12)).astype(np.float32))
+    _STATE.update(profile=profile, aug=AugmentConfig.from_dict(aug_dict), seed=seed,
+                  bank=NoiseBank(noises), irs=irs)
+
+
+def item_windows(item: Item, profile, aug, seed, bank, irs, problems):
+    """The windows (samples, labels, kinds) one item yields; None if its audio is unusable."""
+    rate, n = profile.sample_rate, profile.window_samples
+    signal = load_audio(item.path, rate, problems, item.start, item.end)
+    if signal is None:
+        return None
+    if item.split != "training":
+        return plain_windows(signal, rate, n, item.role, aug.eval_hop_s)
+    rng = np.random.default_rng(item_seed(seed, item))
+    if item.role == "keyword":
+        return keyword_windows(signal, rate, n, rng, aug, bank, irs)
+    if item.role == "word":
+        return word_windows(signal, rate, n, rng, aug, bank, irs)
+    return long_windows(signal, rate, n, rng, aug, bank, kind=item.role)
+
+
+def _job(args):
+    index, item_dict, out_path = args
+    st = _STATE
+    problems = LoadProblems(stream=None)
+    item = Item(**item_dict)
+    windows = item_windows(item, st["profile"], st["aug"], st["seed"], st["bank"], st["irs"],
+                           problems)
+    if windows is None:
+        return index, None, problems
+    x = np.stack([st["profile"].features(w.samples) for w in windows]).astype(np.float16)
+    y = np.array([w.label for w in windows], dtype=np.uint8)
+    kind = np.array([KINDS.index(w.kind) for w in windows], dtype=np.uint8)
+    tmp = out_path + f".tmp{os.getpid()}.npz"
+    np.savez(tmp, x=x, y=y, kind=kind)
+    os.replace(tmp, out_path)
+    return index, out_path, problems
+
+
+# --------------------------------------------------------------------------- driver side
+
+def build_features(items: list[Item], profile: FeatureProfile, aug: AugmentConfig, seed: int,
+                   workdir, ir_files=(), workers: int | None = None, progress: bool = True,
+                   problems: LoadProblems | None = None) -> dict[str, Arrays]:
+    """Windows and features of every item, per split (``training``/``validation``/``testing``).
+
+    Cached items are read back; the rest are computed in ``workers`` processes (default:
+    all cores) with a progress bar. Unusable files are skipped and recorded in ``problems``.
+    """
+    from tqdm import tqdm
+
+    problems = problems if problems is not None else LoadProblems()
+    cache = Path(workdir) / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    noise_items = [it for it in items if it.role == "noise" and it.split == "training"]
+    ir_files = [str(p) for p in ir_files]
+    bank_id = bank_identity(noise_items, ir_files)
+    paths, todo = [], []
+    for i, item in enumerate(items):
+        path = cache / f"{cache_key(profile, item, aug, seed, bank_id)}.npz"
+        paths.append(str(path))
+        if not path.exists():
+            todo.append((i, item.to_dict(), str(path)))
+    failed = set()
+    if todo:
+        init = (profile.to_dict(), aug.to_dict(), seed,
+                [it.to_dict() for it in noise_items], ir_files)
+        workers = workers or os.cpu_count() or 1
+        bar = tqdm(total=len(todo), desc=f"features ({profile.name})", unit="file",
+                   disable=not progress, file=sys.stderr)
+        if workers == 1:
+            _init_worker(*init)
+            results = map(_job, todo)
+            pool = None
+        else:
+            # spawn: safe even when TensorFlow (threads) is already imported
+            pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, init)
+            results = pool.imap_unordered(_job, todo, chunksize=4)
+        try:
+            for index, out, worker_problems in results:
+                problems.merge(worker_problems)
+                if out is None:
+                    failed.add(index)
+                bar.update(1)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.close()
+                pool.join()
+    out: dict[str, Arrays] = {}
+    for split in ("training", "validation", "testing"):
+        xs, ys, ks, gs = [], [], [], []
+        for i, item in enumerate(items):
+            if item.split != split or i in failed or not os.path.exists(paths[i]):
+                continue
+            with np.load(paths[i]) as z:
+                xs.append(z["x"])
+                ys.append(z["y"])
+                ks.append(z["kind"])
+                gs.append(np.full(len(z["y"]), i, dtype=np.int32))
+        if xs:
+            out[split] = Arrays(np.concatenate(xs), np.concatenate(ys), np.concatenate(ks),
+                                np.concatenate(gs))
+        else:
+            shape = (0, profile.frames_per_window, profile.ncoef)
+            out[split] = Arrays(np.zeros(shape, np.float16), np.zeros(0, np.uint8),
+                                np.zeros(0, np.uint8), np.zeros(0, np.int32))
+    return out
+
+
+def to_model_input(x: np.ndarray, profile: FeatureProfile) -> np.ndarray:
+    """``[n, frames, coefs]`` features -> the model's float32 input batch (layout applied)."""
+    x = np.asarray(x, dtype=np.float32)
+    if profile.layout == "coef_time":
+        x = np.swapaxes(x, 1, 2)
+    return x[..., np.newaxis]
