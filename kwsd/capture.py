@@ -222,6 +222,7 @@ class Capture:
                 if self.blocks > blocks_at_open:
                     delay = a["retry_initial_s"]   # it worked: next loss starts fresh
                     self.on_state("running", None)
+            self._closing = True          # from now on the callback drops whatever comes
             if reason is None:   # stopping
                 self._close(stream)
                 return

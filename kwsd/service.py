@@ -27,13 +27,12 @@ import signal
 import threading
 import time
 
-import numpy as np
 
 from kwsd.actions import Actions
 from kwsd.capture import Capture, FileSource
 from kwsd.config import load_config
 from kwsd.detector import Detection, Detector
-from kwsd.errors import ConfigError, KwsdError, ModelError
+from kwsd.errors import ConfigError, ModelError
 from kwsd.frontend import FeatureStream
 from kwsd.model import load_model
 from kwsd.spotter import resolve_settings
@@ -134,7 +133,7 @@ class Service:
         self._wake.set()
 
     def _on_audio_state(self, state, reason):
-        if state != self.audio_state:
+        if state != self.audio_state or reason != getattr(self, "_audio_reason", None):
             self.audio_state = state
             self._audio_reason = reason
             self._wake.set()
@@ -254,13 +253,17 @@ class Service:
         """The ``STATUS=`` line: model, detections, last detection, audio, rejections."""
         parts = []
         if self.model is not None:
-            parts.append(f"model {os.path.basename(self.model.path)}")
+            parts.append(f"model {os.path.basename(self.model.path)} "
+                         f"({self.model.profile.name})")
         parts.append(f"detections {self.detections}")
         if self.last_detection:
             wall, score = self.last_detection
             parts.append("last " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
                          + f" score {score:.2f}")
-        parts.append(f"audio {self.audio_state}")
+        audio = f"audio {self.audio_state}"
+        if self.audio_state == "lost" and getattr(self, "_audio_reason", None):
+            audio += f" ({self._audio_reason})"
+        parts.append(audio)
         src = self.source
         if src is not None and (src.epoch is not None):
             ring = src.epoch.ring
@@ -338,7 +341,7 @@ class Service:
         """Start everything and supervise until stopped; returns the exit status (0)."""
         model, settings = self._load_model(self.cfg)
         self._publish(model, settings)
-        log.info("model %s", model.describe(),
+        log.info("using model %s", model.path,
                  extra={"kwsd_event": "model_loaded", "kwsd_model": model.path})
         if self.use_actions:
             self.actions = Actions(self.cfg["actions"], self.cfg["gpio"]["pin_factory"])
@@ -456,8 +459,4 @@ def run_service(config_path, input_file=None, model=None, verbose=False):
     if model:
         cfg["model"] = os.path.abspath(model)
     setup_logging("debug" if verbose else cfg["logging"]["level"], cfg["logging"]["journal"])
-    try:
-        return Service(cfg, config_path=config_path, input_file=input_file).run()
-    except KwsdError as err:
-        log.error("%s", err, extra={"kwsd_event": "fatal"})
-        raise
+    return Service(cfg, config_path=config_path, input_file=input_file).run()
