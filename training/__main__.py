@@ -92,6 +92,10 @@ def prepare(args) -> Path:
     if not any(it.role == "keyword" for it in items):
         raise DatasetError(", ".join(args.data), f"no clips of the keyword {args.keyword!r} "
                                                  f"(expected a folder named {args.keyword}/)")
+    if not any(it.role == "keyword" and it.split == "training" for it in items):
+        raise DatasetError(", ".join(args.data), f"the split leaves no {args.keyword!r} clips "
+                                                 f"for training (--validation-percent {v:g}, "
+                                                 f"--testing-percent {t:g})")
     for d in args.long:
         items += scan_long_recordings(d, v, t, problems=problems)
     for d in args.noise:

@@ -204,13 +204,19 @@ def scan_speech_commands(root, keyword: str, validation_percentage=10.0,
         rule = f"lists ({val_list.name}, {test_list.name})"
     else:
         if salt is None:
-            speakers = {speaker_of(rel) for rel, _, _ in clips}
-            sides = {which_set(s, validation_percentage, testing_percentage) for s in speakers}
-            salt = "" if len(sides) > 1 or len(speakers) < 2 else "kwsd"
+            # The corpus's own rule, unless it leaves a requested side without keyword
+            # clips: then the folder is one part of the corpus (e.g. its test set, whose
+            # speakers all hash into 10-20%) and the rule is re-drawn with a salt.
+            wanted = {"training"} | ({"validation"} if validation_percentage > 0 else set()) \
+                | ({"testing"} if testing_percentage > 0 else set())
+            kw = [rel for rel, _, w in clips if w == keyword]
+            got = {which_set(rel, validation_percentage, testing_percentage) for rel in kw}
+            salt = "" if not kw or wanted <= got else "kwsd"
             if salt:
-                problems.warn(f"{root}: the corpus's speaker-hash rule puts every speaker in "
-                              f"'{sides.pop()}' (this folder is one side of the corpus's own "
-                              f"split); splitting by the same rule with salt 'kwsd'")
+                problems.warn(f"{root}: the corpus's speaker-hash rule puts the {keyword!r} "
+                              f"clips only in {', '.join(sorted(got))} (this folder is one part "
+                              f"of the corpus's own split); splitting by the same rule with "
+                              f"salt 'kwsd'")
 
         def split_of(rel):
             return which_set(rel, validation_percentage, testing_percentage, salt)
@@ -287,16 +293,21 @@ class LoadProblems:
     {'skipped': 1, 'converted': 1}
     """
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream="stderr"):
+        self._stream = stream
         self.skipped: dict[str, str] = {}
         self.converted: dict[str, list[str]] = {}
         self.rules: dict[str, str] = {}
         self.messages: list[str] = []
-        self.stream = stream
+
+    @property
+    def stream(self):
+        """Where warnings go: ``sys.stderr`` as it is when printing (default), or None."""
+        return sys.stderr if self._stream == "stderr" else self._stream
 
     def skip(self, path, reason):
         """Record a file that cannot be used."""
-        self.skipped[str(path)] = reason
+        self.skipped[str(path)] = str(reason).replace(f"'{path}'", "the file")
 
     def convert(self, path, what):
         """Record a conversion (rate, channels, sample width) applied to a file."""

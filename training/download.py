@@ -14,6 +14,7 @@ deletes the partial file and says so.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -92,7 +93,7 @@ def download(url: str, dest, sha256: str | None = None, md5: str | None = None,
             response = None
         else:
             raise DownloadError(url, f"HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise DownloadError(url, f"cannot connect ({getattr(exc, 'reason', exc)})") from None
     if response is not None:
         with response:
@@ -115,7 +116,7 @@ def download(url: str, dest, sha256: str | None = None, md5: str | None = None,
                     for block in iter(lambda: response.read(CHUNK), b""):
                         out.write(block)
                         bar.update(len(block))
-            except (OSError, urllib.error.URLError) as exc:
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
                 raise DownloadError(url, f"interrupted after {part.stat().st_size} bytes "
                                          f"({exc}); run again to resume") from None
         size = part.stat().st_size

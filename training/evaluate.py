@@ -433,7 +433,10 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
                             "defaults": metrics_at(ss, defaults, model.keyword),
                             "calibrated": metrics_at(ss, calibrated, model.keyword),
                             "det": rows}
-        last = "testing" if "testing" in per_split else cal_split
+        has_kw = {split: any(it.role == "keyword" for it in ss.clip_items)
+                  for split, (ss, _) in per_split.items()}
+        last = "testing" if has_kw.get("testing") else cal_split
+        entry["det_split"] = last
         curves[name] = per_split[last][1]
         marks[name] = cal["threshold"]
         report["models"][name] = entry

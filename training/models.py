@@ -63,14 +63,14 @@ def build_model(arch: str, input_shape, layout: str = "time_coef", train_feature
     elif arch == "dscnn":
         ch = width or 64
         x = layers.Conv2D(ch, (10, 4), strides=(2, 2), padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
         for _ in range(4):
             x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.ReLU()(x)
             x = layers.Conv2D(ch, 1, use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.ReLU()(x)
         x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dropout(dropout)(x)
@@ -82,11 +82,11 @@ def build_model(arch: str, input_shape, layout: str = "time_coef", train_feature
             t, c = c, t
         x = layers.Reshape((t, c))(x)
         x = layers.Conv1D(ch, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
         for stride in (1, 2, 1, 2, 1):
             y = layers.SeparableConv1D(ch, 9, strides=stride, padding="same", use_bias=False)(x)
-            y = layers.BatchNormalization()(y)
+            y = layers.BatchNormalization(momentum=0.9)(y)
             if stride == 1:
                 y = layers.Add()([y, x])
             x = layers.ReLU()(y)

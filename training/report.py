@@ -42,8 +42,8 @@ def plot_det(curves: dict, path, title="DET curve (held-out split)", marks: dict
     for name, rows in curves.items():
         pts = [(r["false_accepts_per_hour"], r["stream_false_reject_rate"]
                 if r["stream_false_reject_rate"] is not None else r["clip_false_reject_rate"],
-                r["threshold"]) for r in rows
-               if r["false_accepts_per_hour"] is not None]
+                r["threshold"]) for r in rows]
+        pts = [p for p in pts if p[0] is not None and p[1] is not None]
         if not pts:
             continue
         xs = [max(p[0], 0.05) for p in pts]       # 0 FA/h drawn at the axis floor

@@ -1,0 +1,226 @@
+"""kwsd-train's data side: splits, awkward audio files, pad/crop, windows, feature cache."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+pytest.importorskip("tqdm")
+
+from kwsd.profiles import get_profile  # noqa: E402
+from training.__main__ import main  # noqa: E402
+from training.augment import AugmentConfig, NoiseBank, keyword_windows  # noqa: E402
+from training.data import (LoadProblems, fit_window, load_audio, load_index,  # noqa: E402
+                           scan_speech_commands, speaker_of, which_set)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = SHARED / "data" / "speech_commands"
+
+
+def need_corpus():
+    if not CORPUS.is_dir():
+        pytest.skip(f"real recordings not found at {CORPUS}")
+
+
+def tone(seconds, rate, freq=440.0, amp=0.3):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_hz(x, rate):
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.argmax(spec) * rate / len(x)
+
+
+# --------------------------------------------------------------------------- loading
+
+def test_stereo_8bit_and_44k_files_are_converted_and_recorded(tmp_path):
+    stereo = np.stack([tone(1, 16000), tone(1, 16000)], axis=1)
+    soundfile.write(tmp_path / "stereo.wav", stereo, 16000, subtype="PCM_16")
+    soundfile.write(tmp_path / "u8.wav", tone(1, 16000), 16000, subtype="PCM_U8")
+    soundfile.write(tmp_path / "cd.wav", tone(1, 44100, freq=1000.0), 44100, subtype="PCM_16")
+    problems = LoadProblems(stream=None)
+    s = load_audio(tmp_path / "stereo.wav", 16000, problems)
+    u = load_audio(tmp_path / "u8.wav", 16000, problems)
+    c = load_audio(tmp_path / "cd.wav", 16000, problems)
+    assert s.ndim == 1 and len(s) == 16000 and abs(peak_hz(s, 16000) - 440) < 5
+    assert len(u) == 16000 and abs(peak_hz(u, 16000) - 440) < 5 and 0.2 < np.max(u) < 0.35
+    assert abs(len(c) - 16000) <= 1 and abs(peak_hz(c, 16000) - 1000) < 5
+    assert problems.converted[str(tmp_path / "stereo.wav")] == ["2 channels -> mono"]
+    assert problems.converted[str(tmp_path / "cd.wav")] == ["44100 Hz -> 16000 Hz"]
+    assert not problems.skipped
+
+
+def test_unusable_files_are_skipped_with_a_reason(tmp_path):
+    (tmp_path / "zero_bytes.wav").write_bytes(b"")
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF\x00\x00junk" + bytes(range(200)))
+    soundfile.write(tmp_path / "no_frames.wav", np.zeros((0,), np.float32), 16000)
+    soundfile.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    problems = LoadProblems(stream=None)
+    for name in ("zero_bytes.wav", "garbage.wav", "no_frames.wav", "silent.wav", "missing.wav"):
+        assert load_audio(tmp_path / name, 16000, problems) is None
+    assert set(problems.skipped) == {str(tmp_path / n) for n in
+                                     ("zero_bytes.wav", "garbage.wav", "no_frames.wav",
+                                      "silent.wav", "missing.wav")}
+    assert "no such file" in problems.skipped[str(tmp_path / "missing.wav")]
+    assert "zeros" in problems.skipped[str(tmp_path / "silent.wav")]
+
+
+def test_clips_are_padded_or_cropped_never_dropped():
+    assert fit_window(np.ones(4000, np.float32), 16000).shape == (16000,)
+    long = np.arange(20000, dtype=np.float32)
+    out = fit_window(long, 16000)
+    assert out.shape == (16000,) and out[0] == 2000      # centred crop
+    assert fit_window(long, 16000, offset=-19000)[:1000].tolist() == long[19000:].tolist()
+
+
+# --------------------------------------------------------------------------- splitting
+
+def test_the_shared_test_set_is_one_side_of_the_corpus_rule():
+    need_corpus()
+    files = [p.relative_to(CORPUS).as_posix() for p in CORPUS.glob("*/*_nohash_*.wav")]
+    assert len(files) > 1000
+    # these clips are the corpus's own test set: its rule must put every one in testing
+    assert {which_set(f, 10, 10) for f in files} == {"testing"}
+
+
+def test_speaker_hash_split_keeps_each_speaker_on_one_side_and_resalts_one_sided_data():
+    need_corpus()
+    problems = LoadProblems(stream=None)
+    items = scan_speech_commands(CORPUS, "stop", 15, 15, problems=problems)
+    sides = {}
+    for it in items:
+        if it.role in ("keyword", "word"):
+            sides.setdefault(it.speaker, set()).add(it.split)
+    assert all(len(s) == 1 for s in sides.values())
+    stop_splits = [it.split for it in items if it.role == "keyword"]
+    for split in ("training", "validation", "testing"):
+        assert stop_splits.count(split) > 5
+    assert "salt 'kwsd'" in problems.rules[str(CORPUS)]
+    assert any("one part of the corpus" in m for m in problems.messages)
+
+
+def test_lists_decide_the_split_when_present(tmp_path):
+    for word in ("stop", "go"):
+        (tmp_path / word).mkdir()
+        for spk in ("aaaa1111", "bbbb2222", "cccc3333"):
+            soundfile.write(tmp_path / word / f"{spk}_nohash_0.wav", tone(1, 16000), 16000)
+    (tmp_path / "validation_list.txt").write_text("stop/aaaa1111_nohash_0.wav\n")
+    (tmp_path / "testing_list.txt").write_text("go/bbbb2222_nohash_0.wav\n")
+    items = scan_speech_commands(tmp_path, "stop", 10, 10)
+    split = {Path(it.path).relative_to(tmp_path).as_posix(): it.split for it in items}
+    assert split["stop/aaaa1111_nohash_0.wav"] == "validation"
+    assert split["go/bbbb2222_nohash_0.wav"] == "testing"
+    assert sum(1 for s in split.values() if s == "training") == 4
+    assert speaker_of("go/bbbb2222_nohash_0.wav") == "bbbb2222"
+
+
+# --------------------------------------------------------------------------- windows
+
+def test_keyword_windows_hold_the_whole_word_and_partials_only_part_of_it():
+    rate, n = 16000, 16000
+    clip = np.zeros(rate, np.float32)
+    clip[6000:10000] = 0.5                     # a 0.25 s "word"
+    cfg = AugmentConfig(variants=6, partials=4, noise_prob=0, speed_prob=0, ir_prob=0,
+                        gain_db=(0.0, 0.0))
+    wins = keyword_windows(clip, rate, n, np.random.default_rng(1), cfg, NoiseBank([]), [])
+    full = [w for w in wins if w.label == 1]
+    part = [w for w in wins if w.kind == "partial"]
+    assert len(full) == 6 and len(part) == 4 and all(w.label == 0 for w in part)
+    word_energy = np.sum(clip ** 2)
+    for w in full:
+        assert np.isclose(np.sum(w.samples ** 2), word_energy, rtol=1e-3)
+    for w in part:
+        assert 0.05 * word_energy < np.sum(w.samples ** 2) < 0.5 * word_energy
+    offsets = {int(np.argmax(w.samples > 0)) for w in full}
+    assert len(offsets) > 3                    # shifted, not all centred
+
+
+# --------------------------------------------------------------------------- prepare CLI
+
+def make_dataset(root: Path):
+    """A few real clips (two words, a couple of speakers each) plus awkward files."""
+    need_corpus()
+    for word in ("stop", "yes"):
+        (root / word).mkdir(parents=True)
+        for src in sorted((CORPUS / word).glob("*.wav"))[:8]:
+            shutil.copy(src, root / word / src.name)
+    # awkward but usable: stereo, 8-bit, 44.1 kHz, short, long
+    x, rate = soundfile.read(sorted((CORPUS / "yes").glob("*.wav"))[0], dtype="float32")
+    soundfile.write(root / "yes" / "st3r30aa_nohash_0.wav", np.stack([x, x], 1), rate)
+    soundfile.write(root / "yes" / "u8u8u8u8_nohash_0.wav", x, rate, subtype="PCM_U8")
+    soundfile.write(root / "yes" / "cdcdcdcd_nohash_0.wav",
+                    np.repeat(x, 3)[:int(len(x) * 44100 / 16000)], 44100)
+    soundfile.write(root / "yes" / "sh0rt000_nohash_0.wav", x[4000:9000], rate)
+    soundfile.write(root / "yes" / "l0ng0000_nohash_0.wav", np.concatenate([x, x[:8000]]), rate)
+    # unusable
+    (root / "yes" / "empty000_nohash_0.wav").write_bytes(b"")
+    (root / "yes" / "c0rrupt0_nohash_0.wav").write_bytes(b"RIFF1234WAVEfmt garbage")
+    (root / "_background_noise_").mkdir()
+    shutil.copy(CORPUS / "_background_noise_" / "white_noise.wav", root / "_background_noise_")
+
+
+def test_prepare_skips_bad_files_with_warnings_and_keeps_awkward_ones(tmp_path, capsys):
+    make_dataset(tmp_path / "data")
+    status = main(["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--out",
+                   str(tmp_path / "work"), "--variants", "2", "--partials", "2",
+                   "--noise-per-second", "0.2", "--validation-percent", "20",
+                   "--testing-percent", "0"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "empty000_nohash_0.wav" in err and "c0rrupt0_nohash_0.wav" in err
+    assert "2 file(s) skipped" in err
+    items, meta = load_index(tmp_path / "work" / "index.json")
+    names = {Path(it.path).name for it in items}
+    for kept in ("st3r30aa", "u8u8u8u8", "cdcdcdcd", "sh0rt000", "l0ng0000"):
+        assert f"{kept}_nohash_0.wav" in names
+    assert "empty000_nohash_0.wav" not in names
+    assert set(meta["problems"]["skipped"]) == {str(tmp_path / "data" / "yes" / n) for n in
+                                                ("empty000_nohash_0.wav", "c0rrupt0_nohash_0.wav")}
+    windows = meta["windows"]["training"]
+    assert windows["keyword"] > 0 and windows["partial"] > 0 and windows["noise"] > 0
+
+
+def test_features_come_from_the_profile_and_are_cached(tmp_path):
+    make_dataset(tmp_path / "data")
+    args = ["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--out", str(tmp_path / "work"),
+            "--variants", "1", "--partials", "0", "--validation-percent", "20",
+            "--testing-percent", "0"]
+    assert main(args) == 0
+    cache = tmp_path / "work" / "cache"
+    first = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert main(args) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == first  # nothing redone
+    from training.features import build_features
+    from training.augment import AugmentConfig as A
+
+    items, meta = load_index(tmp_path / "work" / "index.json")
+    profile = get_profile("logmel40")
+    arrays = build_features(items, profile, A.from_dict(meta["augment"]), meta["seed"],
+                            tmp_path / "work", workers=1, progress=False)
+    va = arrays["validation"]
+    i = int(np.nonzero(va.y == 1)[0][0]) if np.any(va.y == 1) else 0
+    item = items[va.group[i]]
+    from training.augment import plain_windows
+
+    signal = load_audio(item.path, 16000)
+    expected = profile.features(plain_windows(signal, 16000, 16000, item.role, 1.0)[0].samples)
+    np.testing.assert_allclose(va.x[i].astype(np.float32), expected, atol=0.02)
+    # another profile: other cache entries, none reused
+    args[args.index("--variants"):args.index("--variants")] = ["--profile", "tutorial-mfcc16"]
+    assert main(args) == 0
+    assert len(list(cache.iterdir())) == 2 * len(first)
+
+
+def test_missing_folder_and_missing_keyword_are_clear_errors(tmp_path, capsys):
+    assert main(["-q", "prepare", str(tmp_path / "nope"), "--out", str(tmp_path / "w")]) == 65
+    assert "nope: no such folder" in capsys.readouterr().err
+    (tmp_path / "data" / "go").mkdir(parents=True)
+    soundfile.write(tmp_path / "data" / "go" / "a_nohash_0.wav", tone(1, 16000), 16000)
+    assert main(["-q", "prepare", str(tmp_path / "data"), "--out", str(tmp_path / "w")]) == 65
+    err = capsys.readouterr().err
+    assert "no clips of the keyword 'stop'" in err and "Traceback" not in err

@@ -1,0 +1,132 @@
+"""End to end: real clips + synthetic speech -> prepare -> train -> int8 export -> kwsd loads
+it -> the real ``kwsd detect`` finds a "stop" from a speaker the model never heard.
+
+Small and seeded so it is fast and deterministic; needs TensorFlow (the [train] extra).
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = SHARED / "data" / "speech_commands"
+
+# two speakers (of ../shared/data) the model never hears: a clear "stop" of each must fire,
+# their other words must not
+HELD_OUT_SPEAKERS = {"f6af2457", "e0c782d5"}
+HELD_OUT_STOPS = ["stop/f6af2457_nohash_0.wav", "stop/e0c782d5_nohash_0.wav"]
+HELD_OUT_OTHER = ["down/f6af2457_nohash_0.wav", "off/f6af2457_nohash_1.wav",
+                  "down/e0c782d5_nohash_0.wav"]
+WORDS = ("yes", "no", "go", "seven", "off", "up", "down", "left")
+
+
+def copy_clips(dst: Path, word: str, count: int, exclude: set):
+    (dst / word).mkdir(parents=True, exist_ok=True)
+    picked = [p for p in sorted((CORPUS / word).glob("*.wav"))
+              if p.name.split("_nohash_")[0] not in exclude][:count]
+    for p in picked:
+        shutil.copy(p, dst / word / p.name)
+    return picked
+
+
+def espeak(dst: Path, word: str, voices):
+    """A few synthetic clips (22.05 kHz WAV from espeak-ng: the loader resamples them)."""
+    if shutil.which("espeak-ng") is None:
+        return 0
+    (dst / word).mkdir(parents=True, exist_ok=True)
+    for i, (voice, speed, pitch) in enumerate(voices):
+        name = f"espeak-{voice.replace('+', '-')}_nohash_{i}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                        "-w", str(dst / word / name), word], check=True, timeout=30)
+    return len(voices)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    if not CORPUS.is_dir():
+        pytest.skip(f"real recordings not found at {CORPUS}")
+    from training.__main__ import main
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    data = tmp / "data"
+    held_out = HELD_OUT_SPEAKERS
+    stops = copy_clips(data, "stop", 40, held_out)
+    for word in WORDS:
+        copy_clips(data, word, 8, held_out)
+    voices = [("en-us", 150, 50), ("en-us+m3", 130, 40), ("en+f2", 170, 60), ("en-gb", 140, 55)]
+    espeak(data, "stop", voices)
+    espeak(data, "top", voices[:2])
+    espeak(data, "shop", voices[:2])
+    (data / "_background_noise_").mkdir()
+    for name in ("white_noise.wav", "running_tap.wav"):
+        shutil.copy(CORPUS / "_background_noise_" / name, data / "_background_noise_")
+    # an explicit split: a few real stop clips (other speakers) for validation
+    val = [f"stop/{p.name}" for p in stops[-6:]] + [f"yes/{p.name}" for p in
+                                                     sorted((data / "yes").glob("*.wav"))[-3:]]
+    (data / "validation_list.txt").write_text("\n".join(val) + "\n")
+    work, model_dir = tmp / "work", tmp / "model"
+    assert main(["-q", "-j", "2", "prepare", str(data), "--out", str(work), "--seed", "7",
+                 "--variants", "6", "--partials", "2", "--noise-per-second", "1"]) == 0
+    assert main(["-q", "train", str(work), "--arch", "tcsep", "--width", "24", "--epochs", "12",
+                 "--batch-size", "32", "--out", str(model_dir)]) == 0
+    assert main(["-q", "export", str(model_dir), "--threshold", "0.5", "--smoothing", "1"]) == 0
+    return {"tmp": tmp, "work": work, "model_dir": model_dir,
+            "int8": model_dir / "model_int8.tflite", "float": model_dir / "model_float.tflite"}
+
+
+def kwsd_detect(model, files):
+    proc = subprocess.run([sys.executable, "-m", "kwsd", "detect", "--json", "--model",
+                           str(model), *map(str, files)], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_int8_model_loads_in_kwsd_with_full_metadata(trained):
+    from kwsd.model import load_model
+
+    model = load_model(trained["int8"])
+    assert model.quantized and model.keyword == "stop" and model.profile.name == "logmel40"
+    assert model.defaults.threshold == 0.5 and model.defaults.smoothing == 1
+    prov = model.metadata["provenance"]
+    assert prov["git_commit"] and prov["date"] and "kwsd-train" in prov["command"]
+    assert prov["training"]["arch"] == "tcsep" and prov["training"]["seed"] == 7
+    assert model.metadata["profile"] == model.profile.to_dict()
+    export = json.loads((trained["model_dir"] / "export.json").read_text())
+    assert export["parity"]["windows"] > 0
+    assert export["parity"]["int8_vs_float_mean_abs"] < 0.05
+    assert trained["int8"].stat().st_size < trained["float"].stat().st_size
+
+
+def test_kwsd_detect_finds_a_stop_it_never_heard(trained):
+    events = kwsd_detect(trained["int8"], [CORPUS / f for f in HELD_OUT_STOPS + HELD_OUT_OTHER])
+    fired = {Path(e["file"]).parent.name + "/" + Path(e["file"]).name
+             for e in events if e["event"] == "detection"}
+    assert fired == set(HELD_OUT_STOPS)
+
+
+def test_evaluate_writes_report_det_curve_and_calibrated_threshold(trained, tmp_path):
+    from training.__main__ import main
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(trained["int8"], model)
+    out = tmp_path / "report"
+    assert main(["-q", "-j", "2", "evaluate", str(model), "--data", str(trained["work"]),
+                 "--out", str(out), "--write-threshold"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    m = report["models"]["m.tflite"]
+    val = m["validation"]["calibrated"]
+    assert val["clip"]["keyword_clips"] == 6 and val["long"]["hours"] > 0
+    assert 0 < m["calibration"]["threshold"] < 1
+    assert (out / "det_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## DET curve" in (out / "report.md").read_text()
+    from kwsd.model import load_model
+
+    assert load_model(model).defaults.threshold == m["calibration"]["threshold"]
