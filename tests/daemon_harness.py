@@ -59,11 +59,13 @@ _CONF = ('pcm.kwsdmic {{ type file  slave.pcm "null"  file "/dev/null"  '
 
 
 class FifoMic:
-    """A capture device ``kwsdmic`` (ALSA file plugin over a FIFO), fed in real time."""
+    """A capture device ``kwsdmic`` (ALSA file plugin over a FIFO), fed in real time with
+    S16 frames of ``channels`` interleaved samples at ``rate`` (the raw device takes any rate
+    and channel count: the daemon must open it with the same)."""
 
-    BLOCK = 320   # 20 ms
-
-    def __init__(self, folder):
+    def __init__(self, folder, rate=RATE, channels=1):
+        self.rate, self.channels = rate, channels
+        self.BLOCK = rate // 50          # 20 ms
         self.folder = Path(folder)
         self.conf = self.folder / "asound.conf"
         self.fifo = self.folder / "mic.fifo"
@@ -126,13 +128,18 @@ class FifoMic:
 
     # --- audio -------------------------------------------------------------------------
     def say(self, samples, mark=None):
-        """Queue ``samples`` (int16) after what is queued; ``mark`` names its end."""
+        """Queue ``samples`` (int16, ``(n,)`` for every channel alike or ``(n, channels)``)
+        after what is queued; ``mark`` names its end."""
+        samples = np.asarray(samples, np.int16)
+        if samples.ndim == 1:
+            samples = np.repeat(samples[:, None], self.channels, axis=1)
         with self._lock:
-            self._pending.append((np.asarray(samples, np.int16), mark))
+            self._pending.append((samples, mark))
             self._lock.notify_all()
 
     def mark_time(self, mark, timeout=60):
-        """Monotonic time at which the last sample of the ``mark``ed audio was written."""
+        """Monotonic time at which the last sample of the ``mark``ed audio was due (real time:
+        the write time of its 20 ms block, less the samples that follow it in the block)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while mark not in self._marks:
@@ -144,18 +151,18 @@ class FifoMic:
 
     def _next_block(self):
         """The next 20 ms: queued speech, else silence."""
-        out = np.zeros(self.BLOCK, np.int16)
+        out = np.zeros((self.BLOCK, self.channels), np.int16)
         filled = 0
         done = []
         while self._pending and filled < self.BLOCK:
             samples, mark = self._pending[0]
-            take = min(self.BLOCK - filled, samples.size)
+            take = min(self.BLOCK - filled, samples.shape[0])
             out[filled:filled + take] = samples[:take]
             filled += take
-            if take == samples.size:
+            if take == samples.shape[0]:
                 self._pending.pop(0)
                 if mark:
-                    done.append(mark)
+                    done.append((mark, self.BLOCK - filled))   # samples after its end
             else:
                 self._pending[0] = (samples[take:], mark)
         return out, done
@@ -176,13 +183,13 @@ class FifoMic:
             except OSError:
                 continue          # unplugged meanwhile
             now = time.monotonic()
-            self.written += block.size
+            self.written += block.shape[0]
             if done:
                 with self._lock:
-                    for mark in done:
-                        self._marks[mark] = now
+                    for mark, after in done:
+                        self._marks[mark] = now - after / self.rate
                     self._lock.notify_all()
-            next_due += self.BLOCK / RATE
+            next_due += self.BLOCK / self.rate
             delay = next_due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)     # pacing the producer at real time, not synchronisation
