@@ -1,7 +1,5 @@
 """kwsd-train's data side: splits, awkward audio files, pad/crop, windows, feature cache."""
 
-import json
-import os
 import shutil
 from pathlib import Path
 

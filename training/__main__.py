@@ -37,6 +37,10 @@ def add_prepare_arguments(p, data_required=True):
                    help="folders in the Speech Commands layout (a folder per word, "
                         "_background_noise_/, optional validation_list.txt/testing_list.txt)")
     p.add_argument("--keyword", default="stop", help="the word to spot (a folder name)")
+    p.add_argument("--synthetic", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="folders in the same layout (e.g. from `kwsd-train synth`) used for "
+                        "training only: never held out, so every reported figure is on real "
+                        "speech")
     p.add_argument("--long", action="extend", nargs="+", default=[], metavar="DIR",
                    help="folders of long recordings with no keyword (speech, rooms): negatives "
                         "cut into windows; held-out files give false accepts per hour")
@@ -89,6 +93,10 @@ def prepare(args) -> Path:
     items = []
     for d in args.data:
         items += scan_speech_commands(d, args.keyword, v, t, args.split_salt, problems)
+    for d in args.synthetic:
+        for it in scan_speech_commands(d, args.keyword, 0.0, 0.0, "", problems):
+            it.split, it.source = "training", "synthetic:" + it.source
+            items.append(it)
     if not any(it.role == "keyword" for it in items):
         raise DatasetError(", ".join(args.data), f"no clips of the keyword {args.keyword!r} "
                                                  f"(expected a folder named {args.keyword}/)")
@@ -106,9 +114,9 @@ def prepare(args) -> Path:
         if not Path(d).is_dir() or not found:
             raise DatasetError(d, "no impulse-response audio files in this folder")
         ir_files += found
-    from tqdm import tqdm
+    from .progress import bar
 
-    for it in tqdm(items, desc="hashing", unit="file", disable=args.quiet, file=sys.stderr):
+    for it in bar(items, not args.quiet, desc="hashing", unit="file"):
         it.sha1 = file_sha1(it.path)
     aug = AugmentConfig(variants=args.variants, word_variants=args.word_variants,
                         partials=args.partials, long_windows_per_s=args.long_per_second,
@@ -120,6 +128,7 @@ def prepare(args) -> Path:
     meta = {"keyword": args.keyword, "profile": profile.to_dict(), "augment": aug.to_dict(),
             "seed": args.seed, "ir_files": ir_files,
             "data": {"speech_commands": [str(Path(d).resolve()) for d in args.data],
+                     "synthetic": [str(Path(d).resolve()) for d in args.synthetic],
                      "long": [str(Path(d).resolve()) for d in args.long],
                      "noise": [str(Path(d).resolve()) for d in args.noise],
                      "ir": [str(Path(d).resolve()) for d in args.ir]},
@@ -285,8 +294,12 @@ def add_evaluate_arguments(p):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``kwsd-train`` argument parser."""
-    parser = argparse.ArgumentParser(prog="kwsd-train", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kwsd-train",
+        description="From folders of audio to a quantised .tflite that kwsd loads, and a "
+                    "streaming evaluation report.",
+        epilog="typical use:\n" + __doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-j", "--workers", type=int, default=None,
                         help="worker processes (default: all cores)")

@@ -60,10 +60,10 @@ def _expected(sha256, md5):
 
 
 def _progress(total, initial, desc, enabled):
-    from tqdm import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=desc, disable=not enabled, file=sys.stderr)
+    return bar(None, enabled, total=total, initial=initial, unit="B", unit_scale=True,
+                    unit_divisor=1024, desc=desc)
 
 
 def download(url: str, dest, sha256: str | None = None, md5: str | None = None,
@@ -138,21 +138,20 @@ def extract(archive, out_dir, progress: bool = True) -> Path:
     archive, out_dir = Path(archive), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     root = out_dir.resolve()
-    from tqdm import tqdm
+    from .progress import bar
 
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                for name in tqdm(zf.namelist(), desc=f"unpack {archive.name}", unit="file",
-                                 disable=not progress, file=sys.stderr):
+                for name in bar(zf.namelist(), progress, desc=f"unpack {archive.name}",
+                                unit="file"):
                     if not (root / name).resolve().is_relative_to(root):
                         raise DownloadError(archive, f"member {name!r} points outside {out_dir}")
                     zf.extract(name, out_dir)
             return out_dir
         with tarfile.open(archive) as tf:
             members = tf.getmembers()
-            for member in tqdm(members, desc=f"unpack {archive.name}", unit="file",
-                               disable=not progress, file=sys.stderr):
+            for member in bar(members, progress, desc=f"unpack {archive.name}", unit="file"):
                 target = (root / member.name).resolve()
                 if not target.is_relative_to(root) or member.issym() or member.islnk():
                     raise DownloadError(archive, f"member {member.name!r} is a link or points "

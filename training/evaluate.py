@@ -23,7 +23,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,17 +119,16 @@ def score_all(model_path, jobs, settings, profile=None, workers=None, progress=T
               desc="scoring") -> list:
     """Run scoring jobs (``("file", path)``, ``("segment", (path, start, end))``,
     ``("array", (samples, rate))``) on all cores; results in job order."""
-    from tqdm import tqdm
+    from .progress import bar
 
     init = (str(model_path), profile, dataclasses.asdict(settings))
     workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
     if workers == 1:
         _init(*init)
-        return [_score_job(j) for j in tqdm(jobs, desc=desc, disable=not progress,
-                                             file=sys.stderr, unit="file")]
+        return [_score_job(j) for j in bar(jobs, progress, desc=desc, unit="file")]
     with multiprocessing.get_context("spawn").Pool(workers, _init, init) as pool:
-        return list(tqdm(pool.imap(_score_job, jobs, chunksize=1), total=len(jobs), desc=desc,
-                         disable=not progress, file=sys.stderr, unit="file"))
+        return list(bar(pool.imap(_score_job, jobs, chunksize=1), progress, total=len(jobs),
+                        desc=desc, unit="file"))
 
 
 # --------------------------------------------------------------------------- metrics

@@ -19,7 +19,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +147,7 @@ def build_features(items: list[Item], profile: FeatureProfile, aug: AugmentConfi
     Cached items are read back; the rest are computed in ``workers`` processes (default:
     all cores) with a progress bar. Unusable files are skipped and recorded in ``problems``.
     """
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     problems = problems if problems is not None else LoadProblems()
     cache = Path(workdir) / "cache"
@@ -167,8 +166,8 @@ def build_features(items: list[Item], profile: FeatureProfile, aug: AugmentConfi
         init = (profile.to_dict(), aug.to_dict(), seed,
                 [it.to_dict() for it in noise_items], ir_files)
         workers = workers or os.cpu_count() or 1
-        bar = tqdm(total=len(todo), desc=f"features ({profile.name})", unit="file",
-                   disable=not progress, file=sys.stderr)
+        bar = progress_bar(None, progress, total=len(todo), desc=f"features ({profile.name})",
+                           unit="file")
         if workers == 1:
             _init_worker(*init)
             results = map(_job, todo)

@@ -100,7 +100,7 @@ def train(workdir, out_dir, arch="dscnn", epochs=30, batch_size=128, learning_ra
     history = model.fit(x_tr, tr.y.astype(np.float32), sample_weight=sample_weights(tr.y, weights),
                         batch_size=batch_size, epochs=epochs, shuffle=True,
                         validation_data=validation, callbacks=callbacks,
-                        verbose=1 if progress else 0)
+                        verbose=(1 if sys.stderr.isatty() else 2) if progress else 0)
     seconds = time.time() - t0
     if callbacks:
         model.load_weights(str(out_dir / "best.weights.h5"))
