@@ -12,7 +12,8 @@ gpiozero mock pins. Prints:
 * CPU % of one core while listening (process user+system time over wall time, from READY
   to the end);
 * peak RSS (VmHWM);
-* start-up time from process start to READY=1 (including the Python imports and model load).
+* start-up time from process start to READY=1 (including the Python imports and model load);
+* the time from SIGTERM to the process's exit.
 """
 
 import argparse
@@ -90,7 +91,11 @@ def main():
         mic.mark_time("done", timeout=120)
         cpu1, wall1 = cpu_seconds(d.proc.pid), time.monotonic()
         mem = memory_mb(d.proc.pid)
-        code = d.terminate()
+        t_term = time.monotonic()
+        d.signal(signal.SIGTERM)
+        code = d.proc.wait(10)
+        stop_s = time.monotonic() - t_term
+        d.terminate()
     finally:
         d.close()
         mic.close()
@@ -106,7 +111,7 @@ def main():
     print(f"detected: {len(lat)}/{args.clips} spoken 'stop's "
           f"({len(d.events('detection'))} detections in all), exit status {code}")
     if ms:
-        print(f"latency end of 'stop' -> GPIO change: median {statistics.median(ms):.0f} ms "
+        print(f"latency end of 'stop' -> GPIO change: median {round(statistics.median(ms)):d} ms "
               f"(min {ms[0]:.0f}, max {ms[-1]:.0f}, n={len(ms)}; negative = fired before "
               "the word ended)")
     print(f"CPU while listening: {100 * (cpu1 - cpu0) / (wall1 - wall0):.1f} % of one core "
@@ -114,6 +119,7 @@ def main():
     print(f"peak RSS: {mem['VmHWM']:.1f} MB (now: {mem['RssAnon']:.1f} MB private, "
           f"{mem['RssFile']:.1f} MB mapped libraries)")
     print(f"start-up to READY=1: {startup:.2f} s")
+    print(f"SIGTERM to exit (outputs safe): {stop_s:.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """A preallocated single-producer / single-consumer ring buffer of audio frames.
 
-The producer is the PortAudio callback: :meth:`Ring.write` copies a block into memory that
-was allocated once, advances a counter and sets an event; it never allocates an array, never
-logs and never waits.  When the consumer falls behind and the ring is full, the new block is
+The producer is the PortAudio callback: :meth:`Ring.write` copies a block into sample memory
+that was allocated once, advances a counter and sets an event; it allocates no sample
+memory, never logs and never waits on the consumer.  When the consumer falls behind and the ring is full, the new block is
 dropped and counted (``overflow_frames``), never silently.
 
 >>> import numpy as np

@@ -84,11 +84,13 @@ class Service:
         notifier: a :class:`kwsd.systemd.Notifier` (default: from the environment).
         on_score: called from the inference loop with ``(time, score, smoothed, detection)``.
         actions: False to run no actions (``kwsd listen``).
+        model_override: a model path that wins over the config's, also after SIGHUP.
     """
 
     def __init__(self, cfg, config_path=None, input_file=None, notifier=None, on_score=None,
-                 actions=True):
+                 actions=True, model_override=None):
         self.cfg = cfg
+        self.model_override = model_override
         self.config_path = config_path
         self.input_file = input_file
         self.notifier = notifier or Notifier()
@@ -302,6 +304,8 @@ class Service:
         if self.config_path:
             try:
                 cfg = load_config(self.config_path)
+                if self.model_override:
+                    cfg["model"] = self.model_override
             except ConfigError as err:
                 self.rejected = f"config: {err}"
                 log.error("config rejected, keeping the running one: %s", err,
@@ -456,7 +460,9 @@ def run_service(config_path, input_file=None, model=None, verbose=False):
     from kwsd.systemd import setup_logging
 
     cfg = load_config(config_path)
+    model = os.path.abspath(model) if model else None
     if model:
-        cfg["model"] = os.path.abspath(model)
+        cfg["model"] = model
     setup_logging("debug" if verbose else cfg["logging"]["level"], cfg["logging"]["journal"])
-    return Service(cfg, config_path=config_path, input_file=input_file).run()
+    return Service(cfg, config_path=config_path, input_file=input_file,
+                   model_override=model).run()

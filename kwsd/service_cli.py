@@ -32,7 +32,7 @@ def cmd_run(args):
 def _listen_config(args):
     from kwsd.config import load_config, parse_config
 
-    if args.config or os.path.exists(DEFAULT_CONFIG_PATH) and not args.model:
+    if args.config or (os.path.exists(DEFAULT_CONFIG_PATH) and not args.model):
         cfg = load_config(args.config or DEFAULT_CONFIG_PATH)
     else:
         cfg = parse_config({"model": args.model or _bundled_model()})
