@@ -9,6 +9,8 @@ gpiozero mock pins. Prints:
 
 * latency: from the end of each spoken "stop" (last 10 ms frame within 30 dB of the clip's
   peak) to the LED pin's change (the mock pin's own timestamp), median / min / max;
+* the pipeline's own share: from the audio block that completes the deciding window reaching
+  the daemon to the pin change (model independent);
 * CPU % of one core while listening (process user+system time over wall time, from READY
   to the end);
 * peak RSS (VmHWM);
@@ -107,6 +109,14 @@ def main():
         if hits:
             lat.append((hits[0] - end) * 1000)
     ms = sorted(lat)
+    # pipeline alone: from the block completing the deciding window reaching the daemon
+    # (KWSD_AUDIO_MONO) to the pin change; add up to one block (20 ms) of capture
+    pipe = []
+    for f in d.events("detection"):
+        t = float(f["KWSD_AUDIO_MONO"])
+        later = [on for on in ons if on >= t]
+        if later:
+            pipe.append((later[0] - t) * 1000)
     print(f"model: {args.model}")
     print(f"detected: {len(lat)}/{args.clips} spoken 'stop's "
           f"({len(d.events('detection'))} detections in all), exit status {code}")
@@ -114,6 +124,10 @@ def main():
         print(f"latency end of 'stop' -> GPIO change: median {round(statistics.median(ms)):d} ms "
               f"(min {ms[0]:.0f}, max {ms[-1]:.0f}, n={len(ms)}; negative = fired before "
               "the word ended)")
+    if pipe:
+        print(f"pipeline: window's last block in -> GPIO change: median "
+              f"{statistics.median(pipe):.1f} ms (max {max(pipe):.1f}); plus <= 20 ms block, "
+              "<= one hop (100 ms) until the next decision")
     print(f"CPU while listening: {100 * (cpu1 - cpu0) / (wall1 - wall0):.1f} % of one core "
           f"over {wall1 - wall0:.1f} s")
     print(f"peak RSS: {mem['VmHWM']:.1f} MB (now: {mem['RssAnon']:.1f} MB private, "

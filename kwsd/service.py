@@ -202,16 +202,16 @@ class Service:
             keep = int(epoch.rate * 1.5 * pipe.model.profile.window_s)
             while history_frames - history[0].shape[0] >= keep:
                 history_frames -= history.popleft().shape[0]
+            arrived = time.monotonic()     # when the window's last samples reached us
             windows = pipe.stream.push(block)
             if windows:
                 with self._cond:
                     for w in windows:
-                        self._queue.append((pipe, pipe.offset_s + w.time, w.features))
+                        self._queue.append((pipe, pipe.offset_s + w.time, w.features, arrived))
                     self._cond.notify()
 
     # ------------------------------------------------------------------ inference loop
     def _inference(self):
-        max_lag = self.cfg["detector"]["max_lag_s"]
         while True:
             with self._cond:
                 while not self._queue and not self._stop.is_set():
@@ -223,8 +223,8 @@ class Service:
                 self._finished = True
                 self._wake.set()
                 return
-            pipe, t, feats = item
-            if self._stream_now - t > max_lag:
+            pipe, t, feats, arrived = item
+            if self._stream_now - t > self.cfg["detector"]["max_lag_s"]:
                 self.windows_skipped += 1
                 continue
             score = pipe.model.score(feats)
@@ -233,9 +233,9 @@ class Service:
             if self.on_score is not None:
                 self.on_score(t, score, pipe.detector.smoothed, det)
             if det is not None:
-                self._on_detection(det, pipe.model)
+                self._on_detection(det, pipe.model, arrived)
 
-    def _on_detection(self, det: Detection, model):
+    def _on_detection(self, det: Detection, model, arrived):
         wall = time.time()
         self.detections += 1
         self.last_detection = (wall, det.score)
@@ -245,7 +245,8 @@ class Service:
                                   "kwsd_score": f"{det.score:.3f}",
                                   "kwsd_stream_time": f"{det.time:.3f}",
                                   "kwsd_model": os.path.basename(model.path),
-                                  "kwsd_mono": f"{time.monotonic():.6f}"})
+                                  "kwsd_mono": f"{time.monotonic():.6f}",
+                                  "kwsd_audio_mono": f"{arrived:.6f}"})
         if self.actions is not None:
             self.actions.fire(det_obj)
         self._wake.set()
