@@ -38,7 +38,8 @@ class InstallError(KwsdError):
 def unit_template():
     """The text of ``systemd/kwsd.service`` (from the source tree or the installed package)."""
     here = Path(__file__).resolve().parent
-    for cand in (here.parent / "systemd" / UNIT_NAME, here / "systemd" / UNIT_NAME):
+    # the source tree's systemd/kwsd.service, or its copy packaged as kwsd/examples/
+    for cand in (here.parent / "systemd" / UNIT_NAME, here / "examples" / UNIT_NAME):
         if cand.is_file():
             return cand.read_text()
     raise InstallError(f"{UNIT_NAME} not found beside the kwsd package")
