@@ -167,6 +167,25 @@ def add_train_arguments(p):
     p.add_argument("--positive-weight", type=float, default=None,
                    help="keyword class weight relative to 1 for the rest "
                         "(default: balance the classes)")
+    p.add_argument("--mine-rounds", type=int, default=1,
+                   help="rounds of hard-negative mining: stream the training split's long "
+                        "recordings through the model, add what it fires on, train on "
+                        "(default 1; 0 = off)")
+    p.add_argument("--mine-epochs", type=int, default=None,
+                   help="epochs per mining round (default: a third of --epochs, at least 3)")
+    p.add_argument("--mine-min-score", type=float, default=0.1,
+                   help="mine windows scoring at least this (default 0.1)")
+    p.add_argument("--mine-limit", type=int, default=4000,
+                   help="at most this many mined windows per round")
+
+
+def _train_kwargs(args) -> dict:
+    return dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                learning_rate=args.lr, width=args.width, dropout=args.dropout,
+                positive_weight=args.positive_weight, progress=not args.quiet,
+                workers=args.workers, command=_command_line(), mine_rounds=args.mine_rounds,
+                mine_epochs=args.mine_epochs, mine_min_score=args.mine_min_score,
+                mine_limit=args.mine_limit)
 
 
 def add_detector_arguments(p):
@@ -202,10 +221,7 @@ def cmd_prepare(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
 
-    summary = train(args.workdir, args.out, arch=args.arch, epochs=args.epochs,
-                    batch_size=args.batch_size, learning_rate=args.lr, width=args.width,
-                    dropout=args.dropout, positive_weight=args.positive_weight,
-                    progress=not args.quiet, workers=args.workers, command=_command_line())
+    summary = train(args.workdir, args.out, **_train_kwargs(args))
     print(json.dumps({k: summary[k] for k in ("arch", "parameters", "best_epoch",
                                               "train_seconds")}))
     return 0
@@ -260,10 +276,7 @@ def cmd_all(args) -> int:
     args.out = str(out / "work")
     prepare(args)
     model_dir = out / "model"
-    train(out / "work", model_dir, arch=args.arch, epochs=args.epochs,
-          batch_size=args.batch_size, learning_rate=args.lr, width=args.width,
-          dropout=args.dropout, positive_weight=args.positive_weight,
-          progress=not args.quiet, workers=args.workers, command=_command_line())
+    train(out / "work", model_dir, **_train_kwargs(args))
     summary = export(model_dir, out / "work", settings=_settings(args), progress=not args.quiet)
     report = evaluate_models([summary["int8"]["path"]], out / "work", out / "report",
                              args.target_fa_per_hour, args.target_fpr,

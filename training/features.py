@@ -30,7 +30,7 @@ from .augment import (AugmentConfig, NoiseBank, keyword_windows, long_windows,
 from .data import Item, LoadProblems, load_audio
 
 CACHE_VERSION = 2
-KINDS = ("keyword", "partial", "word", "long", "noise", "silence")
+KINDS = ("keyword", "partial", "word", "long", "noise", "silence", "mined")
 
 
 @dataclasses.dataclass
@@ -214,3 +214,56 @@ def to_model_input(x: np.ndarray, profile: FeatureProfile) -> np.ndarray:
     if profile.layout == "coef_time":
         x = np.swapaxes(x, 1, 2)
     return x[..., np.newaxis]
+
+
+# --------------------------------------------------------------------------- dense windows
+
+def _stream_job(args):
+    item_dict, profile_dict, hop_s, out_path = args
+    from kwsd.frontend import FeatureStream
+
+    profile = FeatureProfile.from_dict(profile_dict)
+    problems = LoadProblems(stream=None)
+    item = Item(**item_dict)
+    signal = load_audio(item.path, profile.sample_rate, problems, item.start, item.end)
+    if signal is None:
+        return out_path, problems
+    windows = FeatureStream(profile, profile.sample_rate, hop_s).push(signal)
+    x = (np.stack([w.features for w in windows]) if windows else
+         np.zeros((0, profile.frames_per_window, profile.ncoef))).astype(np.float16)
+    tmp = out_path + f".tmp{os.getpid()}.npy"
+    np.save(tmp, x)
+    os.replace(tmp, out_path)
+    return out_path, problems
+
+
+def stream_features(items: list[Item], profile: FeatureProfile, hop_s: float, workdir,
+                    workers: int | None = None, progress: bool = True) -> np.ndarray:
+    """Every ``hop_s`` window of each item's audio, as the daemon's streaming front end
+    (:class:`kwsd.frontend.FeatureStream`) produces them; cached like :func:`build_features`.
+    Used to mine the hard negatives a model fires on in long recordings."""
+    from .progress import bar
+
+    cache = Path(workdir) / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for item in items:
+        doc = {"v": CACHE_VERSION, "stream": hop_s, "profile": profile.to_dict(),
+               "sha1": item.sha1, "start": item.start, "end": item.end}
+        key = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        jobs.append((item.to_dict(), profile.to_dict(), hop_s, str(cache / f"{key}.npy")))
+    todo = [j for j in jobs if not os.path.exists(j[3])]
+    if todo:
+        workers = min(workers or os.cpu_count() or 1, len(todo))
+        with bar(None, progress, total=len(todo), desc="streamed windows", unit="file") as b:
+            if workers == 1:
+                for _ in map(_stream_job, todo):
+                    b.update(1)
+            else:
+                with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                    for _ in pool.imap_unordered(_stream_job, todo, chunksize=4):
+                        b.update(1)
+    parts = [np.load(j[3]) for j in jobs if os.path.exists(j[3])]
+    if not parts:
+        return np.zeros((0, profile.frames_per_window, profile.ncoef), np.float16)
+    return np.concatenate(parts)

@@ -15,11 +15,16 @@ def _pyplot():
     return plt
 
 
-def plot_history(history: dict, path):
-    """Training curves (loss and AUC, training vs validation) as a PNG."""
+def plot_history(history: dict, path, marks=()):
+    """Training curves (loss and AUC, training vs validation) as a PNG; ``marks``: epoch
+    counts of the phases (a vertical line where hard-negative mining started)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "auc")):
+        at = 0
+        for m in marks:
+            at += m
+            ax.axvline(at + 0.5, color="grey", linestyle=":", label="hard negatives added")
         for prefix, style in (("", "-"), ("val_", "--")):
             if prefix + key in history:
                 vals = history[prefix + key]

@@ -3,7 +3,9 @@
 Reads the index written by ``kwsd-train prepare``, gets the feature windows (from the
 cache), balances the rare keyword class with class weights, trains with Adam and a cosine
 learning-rate decay, keeps the weights of the epoch with the lowest (class-weighted)
-validation loss, and writes ``MODEL_DIR/model.keras``, ``history.json``,
+validation loss, then mines hard negatives: streams the training split's long recordings
+through the model as the daemon would (every 0.1 s) and trains on with the windows it
+fires on. Writes ``MODEL_DIR/model.keras``, ``history.json``,
 ``training_curves.png`` and ``train_config.json``.
 """
 
@@ -56,16 +58,72 @@ def sample_weights(y, weights):
     return np.where(y == 1, weights[1], weights[0]).astype(np.float32)
 
 
+def _fit(model, x, y, weights, x_va, va_y, epochs, batch_size, learning_rate, out_dir,
+         progress, phase):
+    """One training phase (fresh Adam + cosine decay); keeps the best validation epoch."""
+    import keras
+
+    steps = max(1, int(np.ceil(len(x) / batch_size))) * epochs
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
+                  metrics=[keras.metrics.AUC(name="auc"),
+                           keras.metrics.BinaryAccuracy(name="accuracy")])
+    best = str(Path(out_dir) / f"best_{phase}.weights.h5")
+    callbacks, validation = [], None
+    if len(x_va) and np.any(va_y == 1) and np.any(va_y == 0):
+        validation = (x_va, va_y.astype(np.float32), sample_weights(va_y, weights))
+        callbacks = [keras.callbacks.ModelCheckpoint(best, monitor="val_loss",
+                                                     save_best_only=True,
+                                                     save_weights_only=True)]
+    elif phase == "main":
+        print("warning: no validation windows with both classes; keeping the last epoch",
+              file=sys.stderr)
+    history = model.fit(x, y.astype(np.float32), sample_weight=sample_weights(y, weights),
+                        batch_size=batch_size, epochs=epochs, shuffle=True,
+                        validation_data=validation, callbacks=callbacks,
+                        verbose=(1 if sys.stderr.isatty() else 2) if progress else 0)
+    if callbacks:
+        model.load_weights(best)
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.1,
+                        limit=4000, workers=None, progress=True) -> np.ndarray:
+    """The windows of the training split's long recordings and noise (every ``hop_s``, as
+    the daemon streams them) that ``model`` scores at least ``min_score``, highest first,
+    at most ``limit``: the false accepts of tomorrow."""
+    from .features import stream_features
+
+    sources = [it for it in items if it.split == "training" and it.role in ("long", "noise")]
+    x = stream_features(sources, profile, hop_s, workdir, workers, progress)
+    if not len(x):
+        return x
+    scores = model.predict(to_model_input(x, profile), batch_size=512, verbose=0).reshape(-1)
+    order = np.argsort(-scores)
+    keep = order[scores[order] >= min_score][:limit]
+    print(f"mined {len(keep)} hard negatives from {len(x)} streamed windows "
+          f"({len(sources)} files; scores >= {min_score})", file=sys.stderr)
+    return x[keep]
+
+
 def train(workdir, out_dir, arch="dscnn", epochs=30, batch_size=128, learning_rate=2e-3,
           width=None, dropout=0.2, positive_weight=None, seed=None, progress=True,
-          workers=None, command=None) -> dict:
-    """Train one model; returns the training summary (also written to ``train_config.json``)."""
+          workers=None, command=None, mine_rounds=1, mine_epochs=None, mine_min_score=0.1,
+          mine_limit=4000) -> dict:
+    """Train one model; returns the training summary (also written to ``train_config.json``).
+
+    After the main phase, ``mine_rounds`` times: stream the training split's long
+    recordings through the model, add the windows it scores >= ``mine_min_score`` as
+    negatives, and train ``mine_epochs`` more epochs at a lower learning rate.
+    """
+    from .data import DatasetError
+
     items, meta, profile, arrays = load_prepared(workdir, progress, workers)
     seed = meta["seed"] if seed is None else seed
     tr, va = arrays["training"], arrays["validation"]
     if np.sum(tr.y == 1) == 0 or np.sum(tr.y == 0) == 0:
-        raise SystemExit(f"kwsd-train: {workdir}: the training split needs both keyword and "
-                         f"other windows (got {tr.counts()})")
+        raise DatasetError(workdir, f"the training split needs both keyword and other windows "
+                                    f"(got {tr.counts()})")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -73,47 +131,55 @@ def train(workdir, out_dir, arch="dscnn", epochs=30, batch_size=128, learning_ra
 
     keras.utils.set_random_seed(seed)
     x_tr = to_model_input(tr.x, profile)
+    y_tr = tr.y
     x_va = to_model_input(va.x, profile)
-    weights = class_weights(tr.y, positive_weight)
+    weights = class_weights(y_tr, positive_weight)
     rng = np.random.default_rng(seed)
     adapt = x_tr[rng.choice(len(x_tr), size=min(len(x_tr), 4000), replace=False)]
     model = build_model(arch, x_tr.shape[1:], profile.layout, adapt, width=width,
                         dropout=dropout, seed=seed)
-    steps = max(1, int(np.ceil(len(x_tr) / batch_size))) * epochs
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
-                  metrics=[keras.metrics.AUC(name="auc"),
-                           keras.metrics.BinaryAccuracy(name="accuracy")])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = [keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"),
-                                                 monitor="val_loss", save_best_only=True,
-                                                 save_weights_only=True)]
-    validation = None
-    if len(x_va) and np.any(va.y == 1) and np.any(va.y == 0):
-        validation = (x_va, va.y.astype(np.float32), sample_weights(va.y, weights))
-    else:
-        callbacks = []
-        print("warning: no validation windows with both classes; keeping the last epoch",
-              file=sys.stderr)
     t0 = time.time()
-    history = model.fit(x_tr, tr.y.astype(np.float32), sample_weight=sample_weights(tr.y, weights),
-                        batch_size=batch_size, epochs=epochs, shuffle=True,
-                        validation_data=validation, callbacks=callbacks,
-                        verbose=(1 if sys.stderr.isatty() else 2) if progress else 0)
+    hist = _fit(model, x_tr, y_tr, weights, x_va, va.y, epochs, batch_size, learning_rate,
+                out_dir, progress, "main")
+    phases = [{"phase": "main", "epochs": epochs, "windows": int(len(x_tr)),
+               "best_epoch": int(np.argmin(hist["val_loss"])) + 1 if "val_loss" in hist
+               else epochs}]
+    mine_epochs = mine_epochs or max(3, epochs // 3)
+    mined_total = 0
+    for round_ in range(mine_rounds):
+        mined = mine_hard_negatives(model, items, profile, workdir, min_score=mine_min_score,
+                                    limit=mine_limit, workers=workers, progress=progress)
+        if not len(mined):
+            break
+        mined_total += len(mined)
+        x_tr = np.concatenate([x_tr, to_model_input(mined, profile)])
+        y_tr = np.concatenate([y_tr, np.zeros(len(mined), y_tr.dtype)])
+        weights = class_weights(y_tr, positive_weight)
+        more = _fit(model, x_tr, y_tr, weights, x_va, va.y, mine_epochs, batch_size,
+                    learning_rate / 4, out_dir, progress, f"mine{round_ + 1}")
+        for k, v in more.items():
+            hist.setdefault(k, []).extend(v)
+        phases.append({"phase": f"mine{round_ + 1}", "epochs": mine_epochs,
+                       "mined": int(len(mined)), "windows": int(len(x_tr)),
+                       "best_epoch": int(np.argmin(more["val_loss"])) + 1
+                       if "val_loss" in more else mine_epochs})
     seconds = time.time() - t0
-    if callbacks:
-        model.load_weights(str(out_dir / "best.weights.h5"))
     model.save(out_dir / "model.keras")
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    best_epoch = int(np.argmin(hist["val_loss"])) + 1 if "val_loss" in hist else epochs
+    windows = {split: arrays[split].counts() for split in arrays}
+    windows["training"]["mined"] = mined_total
+    windows["training"]["negative"] += mined_total
     summary = {
         "workdir": str(Path(workdir).resolve()),
-        "arch": arch, "epochs": epochs, "best_epoch": best_epoch, "batch_size": batch_size,
+        "arch": arch, "epochs": epochs, "best_epoch": phases[0]["best_epoch"],
+        "phases": phases, "mine": {"rounds": mine_rounds, "epochs": mine_epochs,
+                                   "min_score": mine_min_score, "limit": mine_limit},
+        "batch_size": batch_size,
         "learning_rate": learning_rate, "width": width, "dropout": dropout,
         "class_weights": {str(k): v for k, v in weights.items()}, "seed": seed,
         "parameters": parameter_count(model), "train_seconds": round(seconds, 1),
-        "windows": {split: arrays[split].counts() for split in arrays},
+        "windows": windows,
         "profile": profile.to_dict(), "augment": meta["augment"],
         "data": meta.get("data", {}), "split": meta.get("split", {}),
         "command": command or " ".join(sys.argv),
@@ -126,7 +192,8 @@ def train(workdir, out_dir, arch="dscnn", epochs=30, batch_size=128, learning_ra
     try:
         from .report import plot_history
 
-        plot_history(hist, out_dir / "training_curves.png")
+        plot_history(hist, out_dir / "training_curves.png",
+                     marks=[p["epochs"] for p in phases[:-1]])
     except Exception as exc:  # noqa: BLE001 - a plot never fails a training run
         print(f"warning: could not plot the training curves ({exc})", file=sys.stderr)
     return summary
