@@ -139,11 +139,17 @@ class Capture:
         a = self.audio
         index = find_device(a["device"])
         info = sd.query_devices(index)
+        most = int(info["max_input_channels"])
         channels = a["channels"] or (1 if a["channel"] == "mix" else a["channel"] + 1)
-        channels = min(channels, int(info["max_input_channels"])) or 1
+        channels = min(channels, most) or 1
+        if not a["channels"] and channels < most:
+            try:   # some hardware opens only with all its channels (a stereo-only USB mic)
+                sd.check_input_settings(device=index, channels=channels, dtype="int16")
+            except Exception:
+                channels = min(most, 8)
         if a["channel"] != "mix" and a["channel"] >= channels:
-            raise LookupError(f"{info['name']!r} has {info['max_input_channels']} input "
-                              f"channel(s); audio.channel is {a['channel']}")
+            raise LookupError(f"{info['name']!r} has {most} input channel(s); "
+                              f"audio.channel is {a['channel']}")
         rate = choose_rate(index, a["samplerate"], self.model_rate, channels)
         ring = Ring(int(rate * a["ring_s"]), channels, dtype=np.int16)
         self._ring = ring
