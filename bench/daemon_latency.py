@@ -70,7 +70,7 @@ def main():
     import tempfile
     tmp = Path(tempfile.mkdtemp(prefix="kwsd-bench-"))
     mic = FifoMic(tmp)
-    cfg = write_config(tmp / "kwsd.yaml", args.model,
+    cfg = write_config(tmp / "kwsd.yaml", Path(args.model).resolve(),
                        actions=[{"type": "led", "pin": "GPIO17", "on_time": 0.2}])
     # the product's defaults for everything measured: drop the tests' timing overrides
     import yaml
