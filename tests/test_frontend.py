@@ -49,6 +49,22 @@ def test_int16_and_float_input_agree_and_channels_mix_or_select():
     np.testing.assert_allclose(mixed[-1].features, a[-1].features - np.log(4), atol=1e-3)
 
 
+@pytest.mark.parametrize("in_rate, out_rate", [(48000, 16000), (44100, 16000), (16000, 8000),
+                                               (8000, 16000)])
+def test_resampler_is_scipys_polyphase_filter(in_rate, out_rate):
+    """Same filter as scipy's firwin design, same output as scipy.signal.upfirdn."""
+    import scipy.signal
+
+    from kwsd.frontend import design_lowpass
+    r = Resampler(in_rate, out_rate)
+    ref_taps = scipy.signal.firwin(20 * max(r.up, r.down) + 1, 1.0 / max(r.up, r.down),
+                                   window=("kaiser", 5.0)) * r.up
+    np.testing.assert_allclose(design_lowpass(r.up, r.down), ref_taps, atol=1e-12)
+    x = _noise(0.5, in_rate).astype(np.float64)
+    y = np.concatenate([r.process(x[i:i + 999]) for i in range(0, x.size, 999)])
+    np.testing.assert_allclose(y, scipy.signal.upfirdn(ref_taps, x, r.up, r.down)[:y.size], atol=1e-9)
+
+
 def test_resampler_blocks_equal_one_call_and_remove_aliases():
     x = _noise(1.0, 48000)
     r = Resampler(48000, 16000)
