@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .profiles import FeatureProfile
 
@@ -80,11 +81,17 @@ class Resampler:
         start = self._consumed - self._history.size         # absolute index of buf[0]
         self._consumed += x.size
         total = -(-self._consumed * self.up // self.down)    # outputs whose input has arrived
-        n = np.arange(self._produced, total)
-        pos = n * self.down
-        base, phase = pos // self.up, pos % self.up
-        frames = buf[(base - start)[:, None] - self._lags[None, :]]
-        out = np.einsum("ij,ij->i", frames, self._branches[phase])
+        if self.up == 1:
+            # plain decimation: one branch; output n ends at input n * down
+            first = self._produced * self.down - start - (self._lags.size - 1)
+            frames = sliding_window_view(buf, self._lags.size)[first::self.down]
+            out = frames[: total - self._produced] @ self._branches[0, ::-1]
+        else:
+            n = np.arange(self._produced, total)
+            pos = n * self.down
+            base, phase = pos // self.up, pos % self.up
+            frames = buf[(base - start)[:, None] - self._lags[None, :]]
+            out = np.einsum("ij,ij->i", frames, self._branches[phase])
         self._produced = total
         self._history = buf[buf.size - self._history.size:]
         return out
