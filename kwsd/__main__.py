@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from . import __version__
 from .errors import EX_CONFIG, KwsdError
 
-BUNDLED_MODEL = os.path.join(os.path.dirname(__file__), "models", "stop.tflite")
 
 
 def resolve_model(args, cfg=None):
     """The model path: ``--model``, else the config's ``model``, else the bundled model."""
+    from .model import BUNDLED_MODEL
+
     return args.model or (cfg or {}).get("model") or BUNDLED_MODEL
 
 

@@ -98,7 +98,8 @@ _PIN = Field((int, str), doc="gpiozero pin name: 17, 'GPIO17', 'BCM17', 'BOARD11
 
 #: The schema: nested dicts of :class:`Field`; ``actions`` entries are checked per type.
 SCHEMA = {
-    "model": Field((str,), doc="path of the .tflite model"),
+    "model": Field((str,), None, nullable=True,
+                   doc="path of the .tflite model (null: the model bundled with kwsd)"),
     "profile": Field((str,), None, nullable=True, choices=tuple(PROFILES),
                      doc="feature profile name for a model without embedded metadata"),
     "watch_model": Field((bool,), True),
@@ -264,6 +265,9 @@ def parse_config(data, path=None, base_dir=None):
         raise err
     if cfg["model"] and base_dir is not None:
         cfg["model"] = str(Path(base_dir, os.path.expanduser(cfg["model"])))
+    elif not cfg["model"]:
+        from kwsd.model import BUNDLED_MODEL
+        cfg["model"] = BUNDLED_MODEL
     return cfg
 
 

@@ -39,6 +39,9 @@ RUNTIMES = (
     ("tensorflow", "tensorflow.lite"),
 )
 
+#: The model shipped inside the package: used when no model is configured.
+BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "stop.tflite")
+
 # Runtimes that hand the flatbuffer to the interpreter without verifying it: a damaged or
 # truncated file can crash the process (seen with tflite-runtime 2.14), so a candidate is
 # first opened in a throwaway child process.

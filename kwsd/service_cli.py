@@ -35,7 +35,7 @@ def _listen_config(args):
     if args.config or (os.path.exists(DEFAULT_CONFIG_PATH) and not args.model):
         cfg = load_config(args.config or DEFAULT_CONFIG_PATH)
     else:
-        cfg = parse_config({"model": args.model or _bundled_model()})
+        cfg = parse_config({"model": args.model})
     if args.model:
         cfg["model"] = os.path.abspath(args.model)
     if args.profile:
@@ -43,10 +43,6 @@ def _listen_config(args):
     if args.device is not None:
         cfg["audio"]["device"] = int(args.device) if args.device.isdigit() else args.device
     return cfg
-
-
-def _bundled_model():
-    return os.path.join(os.path.dirname(__file__), "models", "stop.tflite")
 
 
 def cmd_listen(args):

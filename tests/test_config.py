@@ -36,6 +36,8 @@ def test_example_config_loads_with_every_key_documented():
 
 
 def test_defaults_fill_every_key():
+    from kwsd.model import BUNDLED_MODEL
+    assert parse_config({})["model"] == BUNDLED_MODEL          # no model configured
     cfg = parse_config({"model": "stop.tflite"}, base_dir="/etc/kwsd")
     assert cfg["model"] == "/etc/kwsd/stop.tflite"
     assert cfg["audio"]["samplerate"] == "auto" and cfg["audio"]["channel"] == "mix"
@@ -55,7 +57,7 @@ def test_defaults_fill_every_key():
     ({"model": "m", "watch_model": "yes"}, "watch_model", ["true or false"]),
     ({"model": "m", "gpio": {"pin_factory": "gpio"}}, "gpio.pin_factory", ["'mock'"]),
     ({"model": "m", "profile": "mfcc"}, "profile", ["'tutorial-mfcc16'"]),
-    ({"audio": {}}, "model", ["missing"]),
+    ({"model": 5}, "model", ["a string"]),
     ({"model": "m", "actions": {"type": "led"}}, "actions", ["a list"]),
     ({"model": "m", "actions": [{"type": "lde", "pin": 17}]}, "actions[0].type",
      ["did you mean 'led'"]),
