@@ -70,6 +70,9 @@ class Field:
             return self.default if self.default is not _REQUIRED else None
         if isinstance(value, str) and self.choices and value in self.choices:
             return value
+        if isinstance(value, bool) and self.choices and {"on", "off"} <= set(self.choices):
+            # YAML 1.1 reads a bare on/off as true/false: take them as the words meant
+            return "on" if value else "off"
         ok_type = None
         for t in self.types:
             if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -130,3 +130,12 @@ def test_check_config_command_accepts_a_good_config(tmp_path):
     proc = _check_config(good)
     assert proc.returncode == 0, proc.stderr
     assert "config OK" in proc.stdout and "tutorial-mfcc16" in proc.stdout
+
+
+def test_bare_yaml_on_off_mean_the_words(tmp_path):
+    """YAML 1.1 reads `safe_state: off` as false; the user meant 'off'."""
+    path = tmp_path / "k.yaml"
+    path.write_text("actions:\n  - {type: relay, pin: 27, safe_state: off}\n"
+                    "  - {type: relay, pin: 22, safe_state: on}\n")
+    cfg = load_config(path)
+    assert [a["safe_state"] for a in cfg["actions"]] == ["off", "on"]
