@@ -1,7 +1,7 @@
 """The ``kwsd-train`` command line.
 
     kwsd-train prepare DATA_DIR... --long DIR... --out WORK   index, split, feature cache
-    kwsd-train train WORK --arch dscnn --epochs 30 --out MODEL_DIR
+    kwsd-train train WORK --arch tcsep --epochs 30 --out MODEL_DIR
     kwsd-train export MODEL_DIR                                 float + int8 .tflite, parity
     kwsd-train evaluate MODEL.tflite... --data WORK --out REPORT_DIR [--write-threshold]
     kwsd-train all DATA_DIR... --long DIR... --out OUT          all of the above
@@ -158,11 +158,15 @@ def add_train_arguments(p):
     """Options shared by ``train`` and ``all``."""
     from .models import ARCHITECTURES
 
-    p.add_argument("--arch", choices=ARCHITECTURES, default="dscnn")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="tcsep",
+                   help="tcsep (default: temporal separable convs, ~21k parameters at width "
+                        "48, fast on CPU), dscnn (2-D depthwise-separable CNN, ~24k), or "
+                        "tutorial (the seed model's CNN, for comparison)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
-    p.add_argument("--width", type=int, default=None, help="channels (default: 64)")
+    p.add_argument("--width", type=int, default=None,
+                   help="channels (default: 48 for tcsep, 64 for dscnn)")
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--positive-weight", type=float, default=None,
                    help="keyword class weight relative to 1 for the rest "
@@ -244,7 +248,13 @@ def cmd_evaluate(args) -> int:
                              workers=args.workers, progress=not args.quiet,
                              command=_command_line())
     if args.write_threshold:
+        from kwsd.metadata import read_metadata
+
         for path, (name, m) in zip(args.models, report["models"].items()):
+            if not read_metadata(Path(path).read_bytes()):
+                print(f"{path}: no kwsd metadata (not a kwsd-train model); left as it is",
+                      file=sys.stderr)
+                continue
             write_threshold(path, m["calibration"]["threshold"], _headline(m))
             print(f"{path}: threshold set to {m['calibration']['threshold']:g}", file=sys.stderr)
     print(Path(args.out) / "report.md")
@@ -345,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more long recordings (no keyword) to count false accepts on")
     p.add_argument("--profile", help="feature profile for models without kwsd metadata")
     p.add_argument("--write-threshold", action="store_true",
-                   help="store each model's calibrated threshold in its metadata")
+                   help="store each kwsd-train model's calibrated threshold (and the metrics) "
+                        "in its metadata")
     add_evaluate_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 

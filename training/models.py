@@ -12,8 +12,9 @@ Architectures (``ARCHITECTURES``):
   ~24k parameters with 64 channels): a strided 10x4 conv, then 4 depthwise 3x3 + pointwise
   blocks, global average pooling.
 * ``tcsep``    -- a temporal (1-D) separable conv net in the spirit of TC-ResNet: the mel
-  bins are channels, 9-tap depthwise convs over time with residual connections (~27k
-  parameters); several times faster to train and run on CPU than ``dscnn``.
+  bins are channels, 9-tap depthwise convs over time with residual connections (~21k
+  parameters at the default width 48, 46 KB as int8); about 5x faster to train on CPU
+  than ``dscnn`` and at least as accurate on this project's data.
 
 >>> ARCHITECTURES
 ('tutorial', 'dscnn', 'tcsep')
@@ -54,9 +55,9 @@ def build_model(arch: str, input_shape, layout: str = "time_coef", train_feature
     if train_features is not None:
         x = _normaliser(train_features, coef_axis(layout))(x)
     if arch == "tutorial":
-        for filters in (32, 32, 64):
-            x = layers.Conv2D(filters, 2, activation="relu", padding="same")(x)
-            x = layers.MaxPooling2D(2, padding="same")(x)
+        for filters in (32, 32, 64):     # the seed model's layers, 'valid' padding as in Keras
+            x = layers.Conv2D(filters, 2, activation="relu")(x)
+            x = layers.MaxPooling2D(2)(x)
         x = layers.Flatten()(x)
         x = layers.Dense(64, activation="relu")(x)
         x = layers.Dropout(0.5)(x)
@@ -75,7 +76,7 @@ def build_model(arch: str, input_shape, layout: str = "time_coef", train_feature
         x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dropout(dropout)(x)
     else:  # tcsep
-        ch = width or 64
+        ch = width or 48
         t, c = input_shape[0], input_shape[1]
         if layout == "coef_time":
             x = layers.Permute((2, 1, 3))(x)

@@ -106,7 +106,7 @@ def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.1
     return x[keep]
 
 
-def train(workdir, out_dir, arch="dscnn", epochs=30, batch_size=128, learning_rate=2e-3,
+def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_rate=2e-3,
           width=None, dropout=0.2, positive_weight=None, seed=None, progress=True,
           workers=None, command=None, mine_rounds=1, mine_epochs=None, mine_min_score=0.1,
           mine_limit=4000) -> dict:
