@@ -125,7 +125,26 @@ def test_evaluate_writes_report_det_curve_and_calibrated_threshold(trained, tmp_
     assert val["clip"]["keyword_clips"] == 6 and val["long"]["hours"] > 0
     assert 0 < m["calibration"]["threshold"] < 1
     assert (out / "det_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (out / "clip_scores.csv").read_text().splitlines()
+    assert rows[0] == "split,word,file,m.tflite" and len(rows) == 1 + 6 + 3
     assert "## DET curve" in (out / "report.md").read_text()
     from kwsd.model import load_model
 
     assert load_model(model).defaults.threshold == m["calibration"]["threshold"]
+
+
+def test_all_goes_from_data_folders_to_a_calibrated_model_and_report(trained, tmp_path):
+    from kwsd.model import load_model
+    from training.__main__ import main
+
+    out = tmp_path / "run"
+    assert main(["-q", "-j", "2", "all", str(trained["tmp"] / "data"), "--out", str(out),
+                 "--variants", "2", "--partials", "1", "--epochs", "3", "--mine-rounds", "0",
+                 "--width", "16", "--seed", "3"]) == 0
+    model = load_model(out / "stop.tflite")
+    report = json.loads((out / "report" / "report.json").read_text())
+    (entry,) = report["models"].values()
+    assert model.quantized
+    assert model.defaults.threshold == entry["calibration"]["threshold"]
+    assert model.metadata["provenance"]["metrics"]["parity"]["windows"] > 0
+    assert model.metadata["provenance"]["training"]["epochs"] == 3

@@ -30,10 +30,22 @@ def test_calibration_takes_the_best_recall_within_the_targets_away_from_the_edge
             for t, frr, fpr, fa in [(0.2, 0.0, 0.02, 5.0), (0.4, 0.0, 0.004, 0.2),
                                     (0.5, 0.0, 0.0, 0.0), (0.6, 0.0, 0.0, 0.0),
                                     (0.8, 0.1, 0.0, 0.0), (0.9, 0.3, 0.0, 0.0)]]
-    assert calibrate(rows, 0.3, 0.005) == {"threshold": 0.5, "met_targets": True}
+    assert calibrate(rows, 0.3, 0.005)["threshold"] == 0.5
+    assert calibrate(rows, 0.3, 0.005)["met_targets"] is True
     assert calibrate(rows, 0.3, 0.0)["threshold"] in (0.5, 0.6)
     unreachable = [dict(r, false_accepts_per_hour=10.0) for r in rows]
     assert calibrate(unreachable, 0.3, 0.005)["met_targets"] is False
+
+
+def test_calibration_never_buys_its_targets_by_silencing_the_keyword():
+    rows = [{"threshold": t, "clip_false_reject_rate": frr, "stream_false_reject_rate": frr,
+             "clip_false_positive_rate": fpr, "false_accepts_per_hour": fa}
+            for t, frr, fpr, fa in [(0.5, 0.05, 0.02, 14.0), (0.7, 0.1, 0.01, 7.0),
+                                    (0.9, 0.15, 0.005, 3.5), (0.99, 0.6, 0.0, 0.0),
+                                    (0.999, 1.0, 0.0, 0.0)]]
+    assert calibrate(rows, 0.3, 0.005, min_recall=0.8) == {
+        "threshold": 0.9, "met_targets": False, "min_recall": 0.8}
+    assert calibrate(rows, 0.3, 0.005, min_recall=0.3)["threshold"] == 0.99
 
 
 def test_stream_places_clips_in_slots_and_scores_hits_and_strays():

@@ -181,6 +181,8 @@ def add_train_arguments(p):
                    help="mine windows scoring at least this (default 0.1)")
     p.add_argument("--mine-limit", type=int, default=4000,
                    help="at most this many mined windows per round")
+    p.add_argument("--no-spec-augment", dest="spec_augment", action="store_false",
+                   help="don't mask random mel bands and frames of each window every epoch")
 
 
 def _train_kwargs(args) -> dict:
@@ -189,7 +191,7 @@ def _train_kwargs(args) -> dict:
                 positive_weight=args.positive_weight, progress=not args.quiet,
                 workers=args.workers, command=_command_line(), mine_rounds=args.mine_rounds,
                 mine_epochs=args.mine_epochs, mine_min_score=args.mine_min_score,
-                mine_limit=args.mine_limit)
+                mine_limit=args.mine_limit, spec_augment=args.spec_augment)
 
 
 def add_detector_arguments(p):
@@ -246,7 +248,7 @@ def cmd_evaluate(args) -> int:
     report = evaluate_models(args.models, args.data, args.out, args.target_fa_per_hour,
                              args.target_fpr, profile=args.profile, extra_long_dirs=args.long,
                              workers=args.workers, progress=not args.quiet,
-                             command=_command_line())
+                             command=_command_line(), min_recall=args.min_recall)
     if args.write_threshold:
         from kwsd.metadata import read_metadata
 
@@ -291,7 +293,8 @@ def cmd_all(args) -> int:
     report = evaluate_models([summary["int8"]["path"]], out / "work", out / "report",
                              args.target_fa_per_hour, args.target_fpr,
                              workers=args.workers, progress=not args.quiet,
-                             command=_command_line(), names=[f"{args.arch} int8"])
+                             command=_command_line(), names=[f"{args.arch} int8"],
+                             min_recall=args.min_recall)
     m = next(iter(report["models"].values()))
     metrics = dict(_headline(m), parity=summary["parity"])
     for kind in ("int8", "float"):
@@ -311,6 +314,8 @@ def add_evaluate_arguments(p):
                    help="calibrate the threshold to at most this many false accepts per hour")
     p.add_argument("--target-fpr", type=float, default=0.005,
                    help="... and at most this clip false-positive rate over other words")
+    p.add_argument("--min-recall", type=float, default=0.8,
+                   help="... never trading clip recall below this for them (default 0.8)")
 
 
 # --------------------------------------------------------------------------- the parser

@@ -14,7 +14,8 @@ Measured, on the held-out split of a prepared work folder:
   accepts per hour over long held-out recordings (speech and noise) with no keyword;
 * a **DET curve** (false rejects vs false accepts per hour over thresholds), and a
   threshold calibrated on the validation split: the highest recall with at most
-  ``target_fa_per_hour`` and a clip false-positive rate of at most ``target_fpr``.
+  ``target_fa_per_hour`` and a clip false-positive rate of at most ``target_fpr``, never
+  below ``min_recall`` (see :func:`calibrate`).
 """
 
 from __future__ import annotations
@@ -335,10 +336,17 @@ def det_curve(ss: SplitScores, base: DetectorSettings, keyword="stop") -> list[d
     return rows
 
 
-def calibrate(rows: list[dict], target_fa_per_hour: float, target_fpr: float) -> dict:
-    """The threshold with the fewest clip false rejects among those meeting both targets
-    (ties: the middle of the tied range, away from both the false-accept and the
-    false-reject edge); if none meets them, the one closest to meeting them."""
+def calibrate(rows: list[dict], target_fa_per_hour: float, target_fpr: float,
+              min_recall: float = 0.8) -> dict:
+    """The threshold to ship, from DET rows (see :func:`det_curve`).
+
+    Among thresholds keeping clip recall >= ``min_recall``: the one with the best recall
+    that meets both targets (ties: the middle of the tied range, away from both the
+    false-accept and the false-reject edge). If none meets them, the one that comes
+    closest (smallest ``max(FA/h / target, FPR / target)``, then the best recall), and
+    ``met_targets`` is False: a threshold that silences the keyword is never chosen to
+    meet a false-accept target.
+    """
     def fa(r):
         return r["false_accepts_per_hour"] or 0.0
 
@@ -347,16 +355,19 @@ def calibrate(rows: list[dict], target_fa_per_hour: float, target_fpr: float) ->
 
     def frr(r):
         return r["clip_false_reject_rate"] if r["clip_false_reject_rate"] is not None else 1.0
-    ok = [r for r in rows if fa(r) <= target_fa_per_hour and fpr(r) <= target_fpr]
+    usable = [r for r in rows if 1.0 - frr(r) >= min_recall] or rows
+    ok = [r for r in usable if fa(r) <= target_fa_per_hour and fpr(r) <= target_fpr]
     if ok:
         best = min(frr(r) for r in ok)
         tied = [r["threshold"] for r in ok if frr(r) == best]
         middle = (min(tied) + max(tied)) / 2
         chosen = min(tied, key=lambda t: abs(t - middle))
-        return {"threshold": chosen, "met_targets": True}
-    chosen = min(rows, key=lambda r: (max(fa(r) / max(target_fa_per_hour, 1e-9),
-                                          fpr(r) / max(target_fpr, 1e-9)), -r["threshold"]))
-    return {"threshold": chosen["threshold"], "met_targets": False}
+        return {"threshold": chosen, "met_targets": True, "min_recall": min_recall}
+
+    def violation(r):
+        return max(fa(r) / max(target_fa_per_hour, 1e-9), fpr(r) / max(target_fpr, 1e-9))
+    chosen = min(usable, key=lambda r: (violation(r), frr(r), -r["threshold"]))
+    return {"threshold": chosen["threshold"], "met_targets": False, "min_recall": min_recall}
 
 
 # --------------------------------------------------------------------------- the driver
@@ -377,13 +388,26 @@ def write_threshold(model_path, threshold: float, metrics: dict | None = None):
     os.replace(tmp, path)
 
 
+def _write_clip_scores(path, table: dict, names: list):
+    """One row per held-out clip file: split, word, file, each model's highest score."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["split", "word", "file"] + names)
+        for (split, file, word), scores in sorted(table.items()):
+            w.writerow([split, word, file] + ["" if scores.get(n) is None
+                                              else f"{scores[n]:.4f}" for n in names])
+
+
 def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, target_fpr=0.005,
                     profile=None, extra_long_dirs=(), workers=None, progress=True,
-                    command="", names=None) -> dict:
+                    command="", names=None, min_recall=0.8) -> dict:
     """Evaluate models on a prepared work folder's validation and testing splits.
 
-    Writes ``report.json``, ``report.md`` and ``det_curve.png`` into ``out_dir`` and returns
-    the report dict. Each model is judged with its own embedded detector defaults and with a
+    Writes ``report.json``, ``report.md``, ``det_curve.png`` and ``clip_scores.csv`` (every
+    held-out clip's highest score under each model, side by side) into ``out_dir`` and
+    returns the report dict. Each model is judged with its own embedded detector defaults and with a
     threshold calibrated on the validation split (see :func:`calibrate`).
     """
     import datetime
@@ -403,11 +427,13 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": command, "workdir": str(Path(workdir).resolve()),
-              "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr},
+              "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr,
+                          "min_recall": min_recall},
               "split": split_counts(items), "models": {},
               "config": {"index": meta, "thresholds": THRESHOLDS.tolist(), "slot_s": SLOT_S,
                          "extra_long_dirs": [str(d) for d in extra_long_dirs]}}
     curves, marks = {}, {}
+    clip_table: dict = {}      # (split, path, word) -> {model name: highest score}
     for i, path in enumerate(model_paths):
         model = load_model(path, profile=profile)
         name = (names[i] if names else None) or Path(path).name
@@ -422,8 +448,11 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
             ss = score_split(path, items, split, defaults, profile, workers, progress,
                              extra_long=extra if split == "testing" else ())
             per_split[split] = (ss, det_curve(ss, defaults, model.keyword))
+            for it, sc in zip(ss.clip_items, ss.clip_scores):
+                row = clip_table.setdefault((split, it.path, it.word), {})
+                row[name] = None if sc is None or not len(sc.scores) else float(sc.scores.max())
         cal_split = "validation" if "validation" in per_split else "testing"
-        cal = calibrate(per_split[cal_split][1], target_fa_per_hour, target_fpr)
+        cal = calibrate(per_split[cal_split][1], target_fa_per_hour, target_fpr, min_recall)
         entry["calibration"] = dict(cal, split=cal_split)
         calibrated = defaults.with_overrides(threshold=cal["threshold"])
         for split, (ss, rows) in per_split.items():
@@ -438,6 +467,8 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
         curves[name] = per_split[last][1]
         marks[name] = cal["threshold"]
         report["models"][name] = entry
+    _write_clip_scores(out_dir / "clip_scores.csv", clip_table, list(report["models"]))
+    report["clip_scores_csv"] = str(out_dir / "clip_scores.csv")
     det_png = out_dir / "det_curve.png"
     plot_det(curves, det_png, marks=marks)
     report["det_png"] = str(det_png)

@@ -84,7 +84,8 @@ def markdown(report: dict) -> str:
     lines += [f"- date: {report['date']}", f"- command: `{report['command']}`",
               f"- work folder: `{report['workdir']}`",
               f"- targets: <= {report['targets']['fa_per_hour']} false accepts/hour, "
-              f"<= {_fmt(report['targets']['clip_fpr'], True)} clip false-positive rate", ""]
+              f"<= {_fmt(report['targets']['clip_fpr'], True)} clip false-positive rate, "
+              f"clip recall kept >= {_fmt(report['targets'].get('min_recall'), True)}", ""]
     split = report.get("split")
     if split:
         lines += ["## Data (windows per split)", "", "| split | keyword clips | other clips | "
@@ -135,6 +136,9 @@ def markdown(report: dict) -> str:
                           f"{json.dumps(worst) if worst else 'none'}",
                       f"False accepts by source (calibrated): "
                       f"{json.dumps(r['long']['false_accepts_by_source'])}", ""]
+    if report.get("clip_scores_csv"):
+        lines += [f"Every held-out clip's highest score under each model: "
+                  f"`{Path(report['clip_scores_csv']).name}`.", ""]
     if report.get("det_png"):
         lines += ["## DET curve", "", f"![DET curve]({Path(report['det_png']).name})", ""]
     lines += ["## Configuration", "", "```json", json.dumps(report.get("config", {}), indent=1),

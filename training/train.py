@@ -58,9 +58,59 @@ def sample_weights(y, weights):
     return np.where(y == 1, weights[1], weights[0]).astype(np.float32)
 
 
+def mask_features(x: np.ndarray, rng: np.random.Generator, fill: np.ndarray, coef_axis: int,
+                  freq_masks=2, freq_width=4, time_masks=1, time_width=3) -> np.ndarray:
+    """SpecAugment-style masking of a batch ``[n, a, b, 1]`` in place: per window,
+    ``freq_masks`` bands of up to ``freq_width`` coefficients and ``time_masks`` spans of up
+    to ``time_width`` frames set to ``fill`` (the per-coefficient training mean, i.e. zero
+    after the model's normalisation)."""
+    n = x.shape[0]
+    ncoef, nframes = x.shape[coef_axis], x.shape[3 - coef_axis]
+    for i in range(n):
+        for _ in range(freq_masks):
+            w = int(rng.integers(0, freq_width + 1))
+            c0 = int(rng.integers(0, ncoef - w + 1))
+            if coef_axis == 2:
+                x[i, :, c0:c0 + w, 0] = fill[c0:c0 + w]
+            else:
+                x[i, c0:c0 + w, :, 0] = fill[c0:c0 + w, None]
+        for _ in range(time_masks):
+            w = int(rng.integers(0, time_width + 1))
+            t0 = int(rng.integers(0, nframes - w + 1))
+            if coef_axis == 2:
+                x[i, t0:t0 + w, :, 0] = fill
+            else:
+                x[i, :, t0:t0 + w, 0] = fill[:, None]
+    return x
+
+
+def _batches(x, y, w, batch_size, seed, fill, coef_axis):
+    """A Keras ``PyDataset``: shuffled batches, masked afresh every epoch."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self):
+            return int(np.ceil(len(x) / batch_size))
+
+        def __getitem__(self, i):
+            idx = np.sort(self.order[i * batch_size:(i + 1) * batch_size])
+            return mask_features(x[idx].copy(), self.rng, fill, coef_axis), y[idx], w[idx]
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(x))
+
+    return Batches()
+
+
 def _fit(model, x, y, weights, x_va, va_y, epochs, batch_size, learning_rate, out_dir,
-         progress, phase):
-    """One training phase (fresh Adam + cosine decay); keeps the best validation epoch."""
+         progress, phase, spec_augment=None):
+    """One training phase (fresh Adam + cosine decay); keeps the best validation epoch.
+    ``spec_augment``: None, or ``(fill, coef_axis, seed)`` to mask features every epoch."""
     import keras
 
     steps = max(1, int(np.ceil(len(x) / batch_size))) * epochs
@@ -78,10 +128,17 @@ def _fit(model, x, y, weights, x_va, va_y, epochs, batch_size, learning_rate, ou
     elif phase == "main":
         print("warning: no validation windows with both classes; keeping the last epoch",
               file=sys.stderr)
-    history = model.fit(x, y.astype(np.float32), sample_weight=sample_weights(y, weights),
-                        batch_size=batch_size, epochs=epochs, shuffle=True,
-                        validation_data=validation, callbacks=callbacks,
-                        verbose=(1 if sys.stderr.isatty() else 2) if progress else 0)
+    verbose = (1 if sys.stderr.isatty() else 2) if progress else 0
+    if spec_augment is not None:
+        fill, axis, seed = spec_augment
+        data = _batches(x, y.astype(np.float32), sample_weights(y, weights), batch_size, seed,
+                        fill, axis)
+        history = model.fit(data, epochs=epochs, validation_data=validation,
+                            callbacks=callbacks, verbose=verbose)
+    else:
+        history = model.fit(x, y.astype(np.float32), sample_weight=sample_weights(y, weights),
+                            batch_size=batch_size, epochs=epochs, shuffle=True,
+                            validation_data=validation, callbacks=callbacks, verbose=verbose)
     if callbacks:
         model.load_weights(best)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -109,7 +166,7 @@ def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.1
 def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_rate=2e-3,
           width=None, dropout=0.2, positive_weight=None, seed=None, progress=True,
           workers=None, command=None, mine_rounds=1, mine_epochs=None, mine_min_score=0.1,
-          mine_limit=4000) -> dict:
+          mine_limit=4000, spec_augment=True) -> dict:
     """Train one model; returns the training summary (also written to ``train_config.json``).
 
     After the main phase, ``mine_rounds`` times: stream the training split's long
@@ -140,9 +197,16 @@ def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_ra
                         dropout=dropout, seed=seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from .models import coef_axis
+
+    axis = coef_axis(profile.layout)
+    masking = None
+    if spec_augment:
+        fill = adapt.mean(axis=(0, 3 - axis, 3)).astype(np.float32)
+        masking = (fill, axis, seed)
     t0 = time.time()
     hist = _fit(model, x_tr, y_tr, weights, x_va, va.y, epochs, batch_size, learning_rate,
-                out_dir, progress, "main")
+                out_dir, progress, "main", masking)
     phases = [{"phase": "main", "epochs": epochs, "windows": int(len(x_tr)),
                "best_epoch": int(np.argmin(hist["val_loss"])) + 1 if "val_loss" in hist
                else epochs}]
@@ -158,7 +222,7 @@ def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_ra
         y_tr = np.concatenate([y_tr, np.zeros(len(mined), y_tr.dtype)])
         weights = class_weights(y_tr, positive_weight)
         more = _fit(model, x_tr, y_tr, weights, x_va, va.y, mine_epochs, batch_size,
-                    learning_rate / 4, out_dir, progress, f"mine{round_ + 1}")
+                    learning_rate / 4, out_dir, progress, f"mine{round_ + 1}", masking)
         for k, v in more.items():
             hist.setdefault(k, []).extend(v)
         phases.append({"phase": f"mine{round_ + 1}", "epochs": mine_epochs,
@@ -175,7 +239,7 @@ def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_ra
         "arch": arch, "epochs": epochs, "best_epoch": phases[0]["best_epoch"],
         "phases": phases, "mine": {"rounds": mine_rounds, "epochs": mine_epochs,
                                    "min_score": mine_min_score, "limit": mine_limit},
-        "batch_size": batch_size,
+        "batch_size": batch_size, "spec_augment": bool(spec_augment),
         "learning_rate": learning_rate, "width": width, "dropout": dropout,
         "class_weights": {str(k): v for k, v in weights.items()}, "seed": seed,
         "parameters": parameter_count(model), "train_seconds": round(seconds, 1),
