@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Keras 3 on numpy 2 warns about __array__ copies on every batch: noise, not a finding
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = SHARED / "data" / "speech_commands"
 

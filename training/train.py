@@ -187,6 +187,9 @@ def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_ra
     from .models import build_model, parameter_count
 
     keras.utils.set_random_seed(seed)
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()   # same seed, same model
     x_tr = to_model_input(tr.x, profile)
     y_tr = tr.y
     x_va = to_model_input(va.x, profile)
