@@ -1,0 +1,77 @@
+"""The bundled model on speakers it never heard: a regression guard for retraining.
+
+The held-out *testing* speakers of ../shared/data (speaker hash, salt 'kwsd', 20% / 20%, the
+split in kwsd/models/MODEL_CARD.md) are streamed through kwsd's own path (the Spotter that
+`kwsd detect` runs) with the model's own defaults. A retrained bundled model must do at least
+as well as the one it replaces, within one clip of slack; the figures it replaced are below.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import DATA, need_shared
+from kwsd.audiofile import read_audio
+from kwsd.model import BUNDLED_MODEL, load_model
+from kwsd.spotter import Spotter
+
+# measured for the shipped model (see MODEL_CARD.md), testing split, model defaults
+MIN_RECALL = 0.95
+MAX_FPR = 0.005
+MAX_FALSE_ACCEPTS_LONG = 0          # over the held-out LibriSpeech files
+
+
+def held_out(folder, salt="kwsd"):
+    from training.data import which_set
+
+    return sorted(p for p in folder.glob("*.wav")
+                  if which_set(f"{folder.name}/{p.name}", 20.0, 20.0, salt) == "testing")
+
+
+def fires(model, path) -> bool:
+    samples, rate = read_audio(path)
+    window = int(model.profile.window_s * rate)
+    if samples.shape[0] < window:
+        samples = np.concatenate([samples, np.zeros((window - samples.shape[0], samples.shape[1]),
+                                                    np.float32)])
+    spotter = Spotter(model, rate)
+    return any(e.kind == "detection" for e in spotter.process(samples))
+
+
+@pytest.fixture(scope="module")
+def model():
+    need_shared()
+    return load_model(BUNDLED_MODEL)
+
+
+def test_bundled_model_is_int8_with_metadata_and_small():
+    m = load_model(BUNDLED_MODEL)
+    assert m.quantized and m.keyword == "stop" and m.profile.name == "logmel40"
+    assert m.metadata["provenance"]["command"]
+    import os
+    assert os.path.getsize(BUNDLED_MODEL) <= 64 * 1024
+
+
+def test_held_out_stops_are_found_and_other_words_are_not(model):
+    sc = DATA / "speech_commands"
+    stops = held_out(sc / "stop")
+    others = [p for d in sorted(sc.iterdir()) if d.is_dir() and d.name not in ("stop", "_background_noise_")
+              for p in held_out(d)]
+    assert len(stops) >= 30 and len(others) >= 300
+    recall = sum(fires(model, p) for p in stops) / len(stops)
+    fpr = sum(fires(model, p) for p in others) / len(others)
+    assert recall >= MIN_RECALL - 1 / len(stops), f"recall {recall:.3f}"
+    assert fpr <= MAX_FPR + 1 / len(others), f"false-positive rate {fpr:.4f}"
+
+
+def test_no_false_accepts_on_held_out_read_speech(model):
+    from training.data import which_set
+
+    files = [p for p in sorted((DATA / "librispeech").glob("*.flac"))
+             if which_set(p.stem.split("-")[0], 20.0, 20.0, "kwsd-long") == "testing"]
+    assert files
+    accepts = 0
+    for path in files:
+        samples, rate = read_audio(path)
+        spotter = Spotter(model, rate)
+        accepts += sum(e.kind == "detection" for e in spotter.process(samples))
+    assert accepts <= MAX_FALSE_ACCEPTS_LONG
