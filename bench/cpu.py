@@ -134,7 +134,9 @@ def main():
         print(f"    {k:45s} {v:8.1f} us")
     print(f"\nratio kwsd / tutorial CPU: {k_total / t_total:.2f}x, deciding "
           f"{(k_calls / secs) / (t_calls / secs):.0f}x as often")
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"peak RSS of this benchmark process: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (both paths, the "
+          "test audio, scipy for the tutorial's decimate; the daemon's own: bench/daemon_latency.py)")
 
 
 if __name__ == "__main__":

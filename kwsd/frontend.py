@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .profiles import FeatureProfile
 
@@ -70,6 +69,7 @@ class Resampler:
         # branch p, tap j multiplies x[floor(n * down / up) - j] for outputs with phase p
         self._branches = padded.reshape(per_phase, self.up).T.copy()
         self._lags = np.arange(per_phase)
+        self._decimation_branches = [self.taps[k::self.down] for k in range(self.down)]
         self._history = np.zeros(per_phase - 1)   # the input before this block (zeros at start)
 
     def process(self, x: np.ndarray) -> np.ndarray:
@@ -82,10 +82,15 @@ class Resampler:
         self._consumed += x.size
         total = -(-self._consumed * self.up // self.down)    # outputs whose input has arrived
         if self.up == 1:
-            # plain decimation: one branch; output n ends at input n * down
-            first = self._produced * self.down - start - (self._lags.size - 1)
-            frames = sliding_window_view(buf, self._lags.size)[first::self.down]
-            out = frames[: total - self._produced] @ self._branches[0, ::-1]
+            # plain decimation, polyphase: tap branch k convolves every down-th input
+            # sample (phase k); output n sums branch k over inputs n*down - k - i*down
+            count = total - self._produced
+            last = self._produced * self.down - start      # buf index of the first n*down
+            out = np.zeros(count)
+            for k, taps in enumerate(self._decimation_branches):
+                phase = buf[(last - k) % self.down::self.down]
+                first = (last - k) // self.down - taps.size + 1
+                out += np.convolve(phase, taps, "valid")[first:first + count]
         else:
             n = np.arange(self._produced, total)
             pos = n * self.down
@@ -117,14 +122,20 @@ class Window:
 def to_float_mono(block: np.ndarray, channel="mix") -> np.ndarray:
     """int16/int32/float device samples, shape ``(n,)`` or ``(n, channels)`` -> float mono."""
     block = np.asarray(block)
-    if block.dtype.kind == "i":
-        scale = 1.0 / float(np.iinfo(block.dtype).max + 1)
-        block = block.astype(np.float64) * scale
-    elif block.dtype.kind == "u":          # 8-bit WAV style unsigned
-        block = (block.astype(np.float64) - 128.0) / 128.0
     if block.ndim == 2:
-        block = block.mean(axis=1) if channel in ("mix", None) else block[:, int(channel)]
-    return block.astype(np.float64, copy=False).reshape(-1)
+        if channel in ("mix", None) and block.shape[1] > 1:
+            block = block.mean(axis=1, dtype=np.float64) * _scale(block.dtype)
+            return block - 1.0 if block.dtype.kind == "u" else block
+        block = block[:, 0 if channel in ("mix", None) else int(channel)]
+    if block.dtype.kind == "f":
+        return block.astype(np.float64, copy=False)
+    out = np.multiply(block, _scale(block.dtype), dtype=np.float64)
+    return out - 1.0 if block.dtype.kind == "u" else out    # 8-bit WAV style unsigned
+
+
+def _scale(dtype) -> float:
+    """Full scale of integer samples -> 1.0 (float samples are taken as they are)."""
+    return 1.0 if dtype.kind == "f" else 2.0 ** (1 - 8 * dtype.itemsize)
 
 
 class FeatureStream:
@@ -158,6 +169,8 @@ class FeatureStream:
         self._pending = np.zeros(0)
         self._pending_start = 0                  # absolute profile-rate index of _pending[0]
         self._frames_done = 0                    # complete frames computed so far
+        self._full_frames = profile.full_frames
+        self._window_samples = profile.window_samples
         nkeep = profile.full_frames
         self._ring = np.zeros((nkeep, profile.ncoef), dtype=np.float32)
         self._next_window_frames = profile.full_frames    # frames needed for the next window
@@ -200,7 +213,7 @@ class FeatureStream:
                 self._push_frames(p.frame_features(self._pending[s0:s0 + (n - 1) * step + flen]))
                 self._frames_done = target
                 continue
-            window_end = (self._frames_done - p.full_frames) * step + p.window_samples
+            window_end = (self._frames_done - self._full_frames) * step + self._window_samples
             if window_end > end:              # the window's last samples are still to come
                 break
             windows.append(self._make_window(window_end))
@@ -213,8 +226,8 @@ class FeatureStream:
 
     def _input_needed(self) -> int:
         """Input samples that must have arrived before the next window is complete."""
-        p = self.profile
-        window_end = (self._next_window_frames - p.full_frames) * self._step + p.window_samples
+        window_end = ((self._next_window_frames - self._full_frames) * self._step
+                      + self._window_samples)
         r = self.resampler
         return -(-window_end * r.down // r.up)
 
