@@ -51,6 +51,11 @@ def add_prepare_arguments(p, data_required=True):
     p.add_argument("--profile", default="logmel40", help="kwsd feature profile (default logmel40)")
     p.add_argument("--validation-percent", type=float, default=10.0)
     p.add_argument("--testing-percent", type=float, default=10.0)
+    p.add_argument("--long-validation-percent", type=float, default=None,
+                   help="share of --long files held out for validation (default: as clips)")
+    p.add_argument("--long-testing-percent", type=float, default=None,
+                   help="share of --long files held out for testing (default: as clips); "
+                        "more held-out hours measure false accepts per hour more finely")
     p.add_argument("--split-salt", default=None,
                    help="salt for the speaker-hash split (default: the corpus's own rule, "
                         "salted automatically if it puts every speaker on one side)")
@@ -104,8 +109,10 @@ def prepare(args) -> Path:
         raise DatasetError(", ".join(args.data), f"the split leaves no {args.keyword!r} clips "
                                                  f"for training (--validation-percent {v:g}, "
                                                  f"--testing-percent {t:g})")
+    lv = v if args.long_validation_percent is None else args.long_validation_percent
+    lt = t if args.long_testing_percent is None else args.long_testing_percent
     for d in args.long:
-        items += scan_long_recordings(d, v, t, problems=problems)
+        items += scan_long_recordings(d, lv, lt, problems=problems)
     for d in args.noise:
         items += scan_noise(d, v, t, problems=problems)
     ir_files = []
@@ -132,7 +139,9 @@ def prepare(args) -> Path:
                      "long": [str(Path(d).resolve()) for d in args.long],
                      "noise": [str(Path(d).resolve()) for d in args.noise],
                      "ir": [str(Path(d).resolve()) for d in args.ir]},
-            "split": {"validation_percent": v, "testing_percent": t, "rules": problems.rules},
+            "split": {"validation_percent": v, "testing_percent": t,
+                      "long_validation_percent": lv, "long_testing_percent": lt,
+                      "rules": problems.rules},
             "problems": {"skipped": problems.skipped,
                          "converted": {k: v for k, v in problems.converted.items()}},
             "windows": {s: a.counts() for s, a in arrays.items()},

@@ -417,7 +417,12 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
     from .data import load_index, scan_long_recordings, split_counts
     from .report import markdown, plot_det
 
+    from .data import DatasetError
+
     items, meta = load_index(Path(workdir) / "index.json")
+    if not any(it.split in ("validation", "testing") for it in items) and not extra_long_dirs:
+        raise DatasetError(workdir, "no held-out data to evaluate on (prepare it with "
+                                    "--validation-percent/--testing-percent above 0)")
     extra = []
     for d in extra_long_dirs:
         for it in scan_long_recordings(d, 0, 0):
