@@ -222,3 +222,19 @@ def test_missing_folder_and_missing_keyword_are_clear_errors(tmp_path, capsys):
     assert main(["-q", "prepare", str(tmp_path / "data"), "--out", str(tmp_path / "w")]) == 65
     err = capsys.readouterr().err
     assert "no clips of the keyword 'stop'" in err and "Traceback" not in err
+
+
+def test_changing_one_roles_augmentation_recomputes_only_that_role(tmp_path):
+    make_dataset(tmp_path / "data")
+    base = ["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--out", str(tmp_path / "work"),
+            "--variants", "1", "--partials", "0", "--validation-percent", "20",
+            "--testing-percent", "0"]
+    assert main(base + ["--word-variants", "1"]) == 0
+    cache = tmp_path / "work" / "cache"
+    before = {p.name for p in cache.iterdir()}
+    assert main(base + ["--word-variants", "2"]) == 0
+    added = {p.name for p in cache.iterdir()} - before
+    items, meta = load_index(tmp_path / "work" / "index.json")
+    training_words = [it for it in items if it.split == "training" and it.role == "word"]
+    assert meta["windows"]["training"]["word"] == 2 * len(training_words)
+    assert len(added) == len(training_words)     # keyword, noise, held-out: reused

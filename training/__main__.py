@@ -228,12 +228,14 @@ class UsageError(KwsdError):
 
 
 def cmd_prepare(args) -> int:
+    """``kwsd-train prepare``: prints the index path."""
     index = prepare(args)
     print(index)
     return 0
 
 
 def cmd_train(args) -> int:
+    """``kwsd-train train``: prints a one-line JSON summary."""
     from .train import train
 
     summary = train(args.workdir, args.out, **_train_kwargs(args))
@@ -243,6 +245,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """``kwsd-train export``: prints the export summary (paths, sizes, parity)."""
     from .export import export
 
     summary = export(args.model_dir, args.workdir, settings=_settings(args),
@@ -252,6 +255,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """``kwsd-train evaluate``: prints the Markdown report's path."""
     from .evaluate import evaluate_models, write_threshold
 
     report = evaluate_models(args.models, args.data, args.out, args.target_fa_per_hour,

@@ -29,7 +29,16 @@ from .augment import (AugmentConfig, NoiseBank, keyword_windows, long_windows,
                       plain_windows, word_windows)
 from .data import Item, LoadProblems, load_audio
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+_FINISH = ("gain_db", "noise_prob", "snr_db")
+_COLOUR = ("speed_prob", "speed", "ir_prob", "rt60_s")
+# the augmentation settings each role's windows depend on (see training.augment)
+ROLE_SETTINGS = {
+    "keyword": ("variants", "partials", "partial_head", "partial_tail") + _COLOUR + _FINISH,
+    "word": ("word_variants",) + _COLOUR + _FINISH,
+    "long": ("long_windows_per_s",) + _FINISH,
+    "noise": ("noise_windows_per_s", "quiet_share") + _FINISH,
+}
 KINDS = ("keyword", "partial", "word", "long", "noise", "silence", "mined")
 
 
@@ -60,10 +69,12 @@ def item_seed(seed: int, item: Item) -> int:
 
 def cache_key(profile: FeatureProfile, item: Item, aug: AugmentConfig, seed: int,
               bank_id: str) -> str:
-    """The cache key of one item's windows (see module docs)."""
+    """The cache key of one item's windows (see module docs): only the augmentation
+    settings its role uses count, so e.g. more long-recording windows recompute only those."""
     doc = {"v": CACHE_VERSION, "profile": profile.to_dict(), "sha1": item.sha1,
            "start": item.start, "end": item.end, "role": item.role, "split": item.split,
-           "aug": aug.to_dict() if item.split == "training" else {"eval_hop_s": aug.eval_hop_s},
+           "aug": ({k: v for k, v in aug.to_dict().items() if k in ROLE_SETTINGS[item.role]}
+                   if item.split == "training" else {"eval_hop_s": aug.eval_hop_s}),
            "seed": seed if item.split == "training" else 0,
            "bank": bank_id if item.split == "training" else ""}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
