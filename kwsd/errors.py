@@ -19,7 +19,16 @@ class KwsdError(Exception):
     exit_status = EX_SOFTWARE
 
 
-class ModelError(KwsdError):
+class PathError(KwsdError):
+    """A problem with one file, folder or URL: ``"<path>: <reason>"``."""
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ModelError(PathError):
     """A model file that cannot be used: names the file and the reason.
 
     >>> str(ModelError("/etc/kwsd/stop.tflite", "not a TFLite flatbuffer"))
@@ -28,21 +37,11 @@ class ModelError(KwsdError):
 
     exit_status = EX_DATAERR
 
-    def __init__(self, path, reason):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
-
-class AudioFileError(KwsdError):
+class AudioFileError(PathError):
     """An audio file that cannot be read."""
 
     exit_status = EX_NOINPUT
-
-    def __init__(self, path, reason):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 class ConfigError(KwsdError):

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from kwsd.audiofile import read_audio, to_mono
-from kwsd.errors import AudioFileError, KwsdError
+from kwsd.errors import EX_DATAERR, AudioFileError, PathError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3")
 SPLITS = ("training", "validation", "testing")
@@ -44,15 +44,10 @@ BACKGROUND_NOISE_DIR = "_background_noise_"
 MAX_NUM_WAVS_PER_CLASS = 2 ** 27 - 1  # the Speech Commands README's constant
 
 
-class DatasetError(KwsdError):
+class DatasetError(PathError):
     """A data folder that cannot be used at all (missing, no audio, no keyword clips)."""
 
-    exit_status = 65  # EX_DATAERR
-
-    def __init__(self, path, reason):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+    exit_status = EX_DATAERR
 
 
 @dataclasses.dataclass

@@ -24,22 +24,17 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from kwsd.errors import KwsdError
+from kwsd.errors import EX_IOERR, PathError
 
 SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 SPEECH_COMMANDS_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 CHUNK = 1 << 16
 
 
-class DownloadError(KwsdError):
+class DownloadError(PathError):
     """A download or unpacking that failed: names the URL or file and the reason."""
 
-    exit_status = 74  # EX_IOERR
-
-    def __init__(self, what, reason):
-        self.what = str(what)
-        self.reason = reason
-        super().__init__(f"{self.what}: {reason}")
+    exit_status = EX_IOERR
 
 
 def file_digest(path, algorithm="sha256") -> str:
