@@ -18,8 +18,7 @@ model's threshold. TFLite interpreters ignore metadata entries they don't know.
 'stop'
 
 Reading needs only the ``flatbuffers`` package (a dependency of every TFLite runtime);
-writing (training side) uses the TFLite schema's object API shipped with ai-edge-litert or
-TensorFlow.
+writing (training side) uses the TFLite schema's object API shipped with ai-edge-litert.
 """
 
 from __future__ import annotations
@@ -84,10 +83,12 @@ def read_metadata(data: bytes, name: str = METADATA_NAME):
 
 
 def _schema():
+    """The TFLite schema's object API, shipped with ai-edge-litert (writing needs it)."""
     try:
         from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # pragma: no cover - training machines without ai-edge-litert
-        from tensorflow.lite.python import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - tflite-runtime installs, which only read
+        raise ImportError("writing kwsd metadata needs ai-edge-litert "
+                          "(pip install ai-edge-litert)") from None
     return schema
 
 
