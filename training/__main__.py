@@ -180,14 +180,14 @@ def add_train_arguments(p):
     p.add_argument("--positive-weight", type=float, default=None,
                    help="keyword class weight relative to 1 for the rest "
                         "(default: balance the classes)")
-    p.add_argument("--mine-rounds", type=int, default=1,
+    p.add_argument("--mine-rounds", type=int, default=2,
                    help="rounds of hard-negative mining: stream the training split's long "
                         "recordings through the model, add what it fires on, train on "
-                        "(default 1; 0 = off)")
+                        "(default 2; 0 = off)")
     p.add_argument("--mine-epochs", type=int, default=None,
                    help="epochs per mining round (default: a third of --epochs, at least 3)")
-    p.add_argument("--mine-min-score", type=float, default=0.1,
-                   help="mine windows scoring at least this (default 0.1)")
+    p.add_argument("--mine-min-score", type=float, default=0.05,
+                   help="mine windows scoring at least this (default 0.05)")
     p.add_argument("--mine-limit", type=int, default=4000,
                    help="at most this many mined windows per round")
     p.add_argument("--no-spec-augment", dest="spec_augment", action="store_false",

@@ -144,7 +144,7 @@ def _fit(model, x, y, weights, x_va, va_y, epochs, batch_size, learning_rate, ou
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.1,
+def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.05,
                         limit=4000, workers=None, progress=True) -> np.ndarray:
     """The windows of the training split's long recordings and noise (every ``hop_s``, as
     the daemon streams them) that ``model`` scores at least ``min_score``, highest first,
@@ -165,7 +165,7 @@ def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.1
 
 def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_rate=2e-3,
           width=None, dropout=0.2, positive_weight=None, seed=None, progress=True,
-          workers=None, command=None, mine_rounds=1, mine_epochs=None, mine_min_score=0.1,
+          workers=None, command=None, mine_rounds=2, mine_epochs=None, mine_min_score=0.05,
           mine_limit=4000, spec_augment=True) -> dict:
     """Train one model; returns the training summary (also written to ``train_config.json``).
 
