@@ -82,7 +82,7 @@ def read_metadata(data: bytes, name: str = METADATA_NAME):
     return None
 
 
-def _schema():
+def tflite_schema():
     """The TFLite schema's object API, shipped with ai-edge-litert (writing needs it)."""
     try:
         from ai_edge_litert import schema_py_generated as schema
@@ -100,7 +100,7 @@ def embed_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> by
     """
     import numpy as np
 
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     payload = json.dumps(metadata, sort_keys=True).encode("utf-8")
     buffer = schema.BufferT()

@@ -99,9 +99,9 @@ def compact(tflite: bytes) -> bytes:
     """
     import flatbuffers
 
-    from kwsd.metadata import _schema
+    from kwsd.metadata import tflite_schema
 
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(tflite), 0))
     for subgraph in model.subgraphs or []:
         for i, tensor in enumerate(subgraph.tensors or []):
