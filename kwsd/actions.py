@@ -168,10 +168,10 @@ class CommandAction:
                 log.warning("command %s exited with status %s", argv[0], code,
                             extra={"kwsd_event": "action_error"})
         except subprocess.TimeoutExpired:
-            log.warning("command %s still running after %ss: killed", argv[0],
-                        self.spec["timeout_s"], extra={"kwsd_event": "action_error"})
             proc.kill()
             proc.wait()
+            log.warning("command %s still running after %ss: killed", argv[0],
+                        self.spec["timeout_s"], extra={"kwsd_event": "action_error"})
         finally:
             with self._lock:
                 self._running.discard(proc)
