@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from kwsd.errors import KwsdError
+from kwsd.model import BUNDLED_MODEL
 
 UNIT_NAME = "kwsd.service"
 CONFIG_DIR = "/etc/kwsd"
@@ -59,15 +60,6 @@ def render_unit(template, python=None, config=CONFIG_DIR + "/kwsd.yaml"):
         # ProtectHome=yes would hide the interpreter; keep home directories read-only instead.
         text = re.sub(r"^ProtectHome=yes$", "ProtectHome=read-only", text, flags=re.M)
     return text
-
-
-def _bundled_models():
-    try:
-        folder = resources.files("kwsd") / "models"
-        return sorted((p for p in folder.iterdir() if p.name.endswith(".tflite")),
-                      key=lambda p: p.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
 
 
 class Installer:
@@ -129,7 +121,7 @@ class Installer:
         self._mkdir(MODEL_DIR)
         example = resources.files("kwsd") / "examples" / "kwsd.yaml"
         self._copy(example, CONFIG_DIR + "/kwsd.yaml")
-        model = self.model or next(iter(_bundled_models()), None)
+        model = self.model or (BUNDLED_MODEL if os.path.exists(BUNDLED_MODEL) else None)
         if model is not None:
             self._copy(model, MODEL_DIR + "/stop.tflite")
         else:
