@@ -72,6 +72,8 @@ import soundfile
 
 from kwsd.frontend import resample_signal
 
+from .data import speech_extent
+
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE          # 1 s clips, the window of every kwsd profile
 SPEECH_DIR = "_speech_"
@@ -528,24 +530,20 @@ def warp_to_16k(samples, rate, warp=1.0):
 
 def speech_bounds(samples, threshold_db=-40.0, frame=160, margin=2):
     """``(start, end)`` sample indices of the speech: frames within ``threshold_db`` of the
-    loudest 10 ms frame, plus ``margin`` frames each side. ``None`` when all is silent.
+    loudest 10 ms frame (:func:`training.data.speech_extent`), plus ``margin`` frames each
+    side. ``None`` when all is silent.
 
     >>> x = np.zeros(16000, np.float32); x[4000:6000] = 0.5
     >>> speech_bounds(x)
     (3680, 6400)
     """
-    n = len(samples) // frame
-    if n == 0:
+    if len(samples) < frame:
         return None
-    frames = samples[:n * frame].reshape(n, frame).astype(np.float64)
-    rms = np.sqrt(np.mean(np.square(frames), axis=1))
-    peak = rms.max()
-    if peak < 1e-4:
+    start, end = speech_extent(samples, frame * 100, floor_db=-threshold_db)
+    frames = samples[start:end].reshape(-1, frame).astype(np.float64)
+    if np.sqrt(np.mean(np.square(frames), axis=1)).max() < 1e-4:     # the loudest frame
         return None
-    loud = np.flatnonzero(rms >= peak * 10 ** (threshold_db / 20))
-    start = max(0, (loud[0] - margin) * frame)
-    end = min(len(samples), (loud[-1] + 1 + margin) * frame)
-    return int(start), int(end)
+    return int(max(0, start - margin * frame)), int(min(len(samples), end + margin * frame))
 
 
 def fit_clip(samples, length=CLIP_SAMPLES, allow_crop=True):
