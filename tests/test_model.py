@@ -39,13 +39,19 @@ def test_metadata_travels_inside_the_file_and_sets_defaults():
     assert model.keyword == "stop"
 
 
-@needs_writer
-def test_metadata_roundtrip_keeps_the_model_working(tmp_path):
+def _tiny_with_threshold(tmp_path, threshold):
+    """tiny_float.tflite with its metadata's threshold rewritten."""
     data = (TEST_DATA / "tiny_float.tflite").read_bytes()
     meta = read_metadata(data)
-    meta["detector"]["threshold"] = 0.9
+    meta["detector"]["threshold"] = threshold
     out = tmp_path / "m.tflite"
     out.write_bytes(embed_metadata(data, meta))
+    return out
+
+
+@needs_writer
+def test_metadata_roundtrip_keeps_the_model_working(tmp_path):
+    out = _tiny_with_threshold(tmp_path, 0.9)
     before, after = load_model(TEST_DATA / "tiny_float.tflite"), load_model(out)
     assert after.defaults.threshold == 0.9
     feats = np.random.default_rng(0).normal(-5, 2, (49, 40)).astype(np.float32)
@@ -91,10 +97,5 @@ def test_missing_file(tmp_path):
 
 @needs_writer
 def test_bad_metadata_is_refused(tmp_path):
-    data = (TEST_DATA / "tiny_float.tflite").read_bytes()
-    meta = read_metadata(data)
-    meta["detector"]["threshold"] = 7
-    path = tmp_path / "bad.tflite"
-    path.write_bytes(embed_metadata(data, meta))
     with pytest.raises(ModelError, match="detector defaults are invalid"):
-        load_model(path)
+        load_model(_tiny_with_threshold(tmp_path, 7))
