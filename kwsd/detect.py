@@ -27,6 +27,7 @@ import numpy as np
 
 from .audiofile import read_audio
 from .errors import EX_NOINPUT, AudioFileError
+from .listen import format_bar
 from .spotter import Spotter
 
 BLOCK_FRAMES = 1024
@@ -40,6 +41,13 @@ def detect_file(path, model, settings, on_event, channel="mix"):
     samples, rate = read_audio(path)
     if channel != "mix" and int(channel) >= samples.shape[1]:
         raise AudioFileError(path, f"has {samples.shape[1]} channel(s); channel {channel} asked for")
+    detect_samples(samples, rate, model, settings, on_event, channel)
+
+
+def detect_samples(samples, rate, model, settings, on_event, channel="mix"):
+    """:func:`detect_file` for audio already in memory: ``(frames,)`` or
+    ``(frames, channels)`` samples at ``rate``."""
+    samples = samples.reshape(samples.shape[0], -1)
     window = int(np.ceil(model.profile.window_s * rate))
     if samples.shape[0] < window:
         pad = np.zeros((window - samples.shape[0], samples.shape[1]), dtype=samples.dtype)
@@ -71,8 +79,8 @@ def run_detect(files, model, settings, as_json=False, scores=False, out=sys.stdo
             elif event.kind == "detection":
                 out.write(f"{path}\t{event.time:8.2f} s\t{model.keyword}\tscore {event.score:.3f}\n")
             else:
-                bar = "#" * int(round(event.score * 40))
-                out.write(f"{path}\t{event.time:8.2f} s\t{event.score:.3f}\t{bar}\n")
+                out.write(f"{path}\t" + format_bar(event.time, event.score, event.smoothed, False,
+                                                   threshold=settings.threshold, color=False) + "\n")
         try:
             detect_file(path, model, settings, emit)
         except AudioFileError as exc:

@@ -83,18 +83,18 @@ def _score_file(path) -> Scores:
     return Scores(np.array(times), np.array(scores, dtype=np.float32))
 
 
-def stream_array(samples: np.ndarray, rate: int, model, settings, block=1024) -> Scores:
-    """Per-hop scores of a mono signal streamed block by block through a
-    :class:`kwsd.spotter.Spotter` (as a microphone would deliver it)."""
-    from kwsd.spotter import Spotter
+def stream_array(samples: np.ndarray, rate: int, model, settings) -> Scores:
+    """Per-hop scores of a mono signal streamed block by block through kwsd detect's path
+    (:func:`kwsd.detect.detect_samples`, as a microphone would deliver it)."""
+    from kwsd.detect import detect_samples
 
-    spotter = Spotter(model, rate, settings)
     times, scores = [], []
-    for start in range(0, len(samples), block):
-        for ev in spotter.process(samples[start:start + block]):
-            if ev.kind == "score":
-                times.append(ev.time)
-                scores.append(ev.score)
+
+    def on_event(ev):
+        if ev.kind == "score":
+            times.append(ev.time)
+            scores.append(ev.score)
+    detect_samples(np.asarray(samples), rate, model, settings, on_event)
     return Scores(np.array(times), np.array(scores, dtype=np.float32))
 
 
