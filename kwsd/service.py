@@ -147,8 +147,7 @@ class Service:
     def _start_source(self):
         a = self.cfg["audio"]
         if self.input_file:
-            from kwsd.audiofile import read_audio
-            samples, rate = read_audio(self.input_file)
+            samples, rate = self._input_audio
             self.source = FileSource(samples, rate, self._on_epoch, self._on_file_end,
                                      block_s=a["block_s"], tail_s=self.model.profile.window_s,
                                      ring_s=a["ring_s"])
@@ -345,6 +344,9 @@ class Service:
     def run(self):
         """Start everything and supervise until stopped; returns the exit status (0)."""
         model, settings = self._load_model(self.cfg)
+        if self.input_file:       # an unreadable file fails here, before any output moves
+            from kwsd.audiofile import read_audio
+            self._input_audio = read_audio(self.input_file)
         self._publish(model, settings)
         log.info("using model %s", model.path,
                  extra={"kwsd_event": "model_loaded", "kwsd_model": model.path})
