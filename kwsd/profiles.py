@@ -14,9 +14,11 @@ same per-frame function), so a model sees the same numbers in training and on th
 >>> p.features(np.zeros(16000, dtype=np.float32)).shape
 (49, 40)
 
-MFCCs and filterbanks come from python_speech_features. Pre-emphasis is applied to the
-continuous signal before framing, not per frame, so streamed
-features equal batch features exactly.
+The numbers are python_speech_features' ``fbank``/``mfcc`` (bit for bit: the framing, power
+spectrum and mel filterbank below follow its rules, tests/test_frontend.py compares them).
+Only an MFCC profile (the tutorial's) imports python_speech_features and scipy, on first use:
+the log-mel path needs numpy alone. Pre-emphasis is applied to the continuous signal before
+framing, not per frame, so streamed features equal batch features exactly.
 """
 
 from __future__ import annotations
@@ -26,9 +28,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import python_speech_features as psf
-from python_speech_features import sigproc
-from scipy.fftpack import dct
 
 _WINDOWS = {
     "hann": np.hanning,
@@ -162,19 +161,28 @@ class FeatureProfile:
         want only complete frames pass exactly ``(n - 1) * step + frame`` samples.
         Returns float32 ``[frames, ncoef]``.
         """
-        window = _analysis_window(self)
-        frames = sigproc.framesig(emphasised, self.frame_samples, self.step_samples,
-                                  lambda n: window)
-        pspec = sigproc.powspec(frames, self.nfft)
-        feats = pspec @ _filterbank(self).T
-        feats = np.log(np.where(feats == 0, np.finfo(float).eps, feats))
+        frames = frame_signal(emphasised, self.frame_samples, self.step_samples)
+        frames = frames * self._window
+        pspec = power_spectrum(frames, self.nfft)
+        feats = pspec @ self._filterbank_t
+        feats = np.log(np.where(feats == 0, _EPS, feats))
         if self.kind == "mfcc":
-            feats = psf.base.lifter(dct(feats, type=2, axis=1, norm="ortho")[:, :self.ncoef],
-                                    self.lifter)
+            dct, lifter = _mfcc_functions()
+            feats = lifter(dct(feats, type=2, axis=1, norm="ortho")[:, :self.ncoef], self.lifter)
             if self.append_energy:
                 energy = pspec.sum(axis=1)
-                feats[:, 0] = np.log(np.where(energy == 0, np.finfo(float).eps, energy))
+                feats[:, 0] = np.log(np.where(energy == 0, _EPS, energy))
         return feats.astype(np.float32, copy=False)
+
+    @functools.cached_property
+    def _window(self) -> np.ndarray:
+        return _WINDOWS[self.winfunc](self.frame_samples)
+
+    @functools.cached_property
+    def _filterbank_t(self) -> np.ndarray:
+        """The mel filterbank, transposed: ``[nfft // 2 + 1, nfilt]``."""
+        return mel_filterbank(self.nfilt, self.nfft, self.sample_rate, self.lowfreq,
+                              self.highfreq or self.sample_rate / 2).T
 
     def features(self, signal: np.ndarray) -> np.ndarray:
         """Batch features of one window of mono audio at :attr:`sample_rate`.
@@ -241,15 +249,49 @@ PROFILES = {
 }
 
 
-@functools.lru_cache(maxsize=16)
-def _analysis_window(profile: FeatureProfile) -> np.ndarray:
-    return _WINDOWS[profile.winfunc](profile.frame_samples)
+_EPS = np.finfo(float).eps
 
 
-@functools.lru_cache(maxsize=16)
-def _filterbank(profile: FeatureProfile) -> np.ndarray:
-    return psf.get_filterbanks(profile.nfilt, profile.nfft, profile.sample_rate,
-                               profile.lowfreq, profile.highfreq or profile.sample_rate / 2)
+def frame_signal(x: np.ndarray, frame_len: int, step: int) -> np.ndarray:
+    """``[frames, frame_len]`` frames starting every ``step`` samples, the last zero-padded
+    if it runs past the end (python_speech_features' ``sigproc.framesig``, without a window;
+    a read-only view when no padding is needed)."""
+    n = x.shape[0]
+    count = 1 if n <= frame_len else 1 + -(-(n - frame_len) // step)
+    padded_len = (count - 1) * step + frame_len
+    if padded_len > n:
+        x = np.concatenate([x, np.zeros(padded_len - n)])
+    return np.lib.stride_tricks.sliding_window_view(x, frame_len)[::step]
+
+
+def power_spectrum(frames: np.ndarray, nfft: int) -> np.ndarray:
+    """``|rfft(frame, nfft)|**2 / nfft`` per frame (python_speech_features' ``powspec``)."""
+    return 1.0 / nfft * np.square(np.absolute(np.fft.rfft(frames, nfft)))
+
+
+def mel_filterbank(nfilt: int, nfft: int, rate: int, lowfreq: float, highfreq: float) -> np.ndarray:
+    """``[nfilt, nfft // 2 + 1]`` triangular mel filters (python_speech_features'
+    ``get_filterbanks``: filter edges on whole FFT bins, peaks of 1)."""
+    low, high = (2595 * np.log10(1 + f / 700.) for f in (lowfreq, highfreq))
+    mels = np.linspace(low, high, nfilt + 2)
+    edges = np.floor((nfft + 1) * (700 * (10 ** (mels / 2595.0) - 1)) / rate)
+    bank = np.zeros([nfilt, nfft // 2 + 1])
+    for j in range(nfilt):
+        left, centre, right = edges[j], edges[j + 1], edges[j + 2]
+        for i in range(int(left), int(centre)):
+            bank[j, i] = (i - left) / (centre - left)
+        for i in range(int(centre), int(right)):
+            bank[j, i] = (right - i) / (right - centre)
+    return bank
+
+
+@functools.lru_cache(maxsize=1)
+def _mfcc_functions():
+    """``(dct, lifter)`` for MFCC profiles, imported on first use: python_speech_features
+    brings scipy.fftpack (~30 MB), which the log-mel path never needs."""
+    from python_speech_features.base import lifter
+    from scipy.fftpack import dct
+    return dct, lifter
 
 
 def get_profile(name: str) -> FeatureProfile:

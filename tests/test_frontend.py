@@ -91,3 +91,35 @@ def test_tutorial_profile_reproduces_the_tutorial_recipe():
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4)
     assert profile.to_tensor(ours).shape == (1, 16, 16, 1)
     np.testing.assert_allclose(profile.to_tensor(ours)[0, :, :, 0], expected.T, atol=1e-4)
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_framing_spectrum_and_filterbank_are_python_speech_features_bit_for_bit(profile_name):
+    import python_speech_features as psf
+    from python_speech_features import sigproc
+
+    from kwsd.profiles import frame_signal, mel_filterbank, power_spectrum
+    p = get_profile(profile_name)
+    high = p.highfreq or p.sample_rate / 2
+    np.testing.assert_array_equal(mel_filterbank(p.nfilt, p.nfft, p.sample_rate, p.lowfreq, high),
+                                  psf.get_filterbanks(p.nfilt, p.nfft, p.sample_rate, p.lowfreq, high))
+    for n in (p.frame_samples - 1, p.frame_samples, p.frame_samples + 1, p.window_samples, 12345):
+        x = _noise(n / p.sample_rate, p.sample_rate, seed=n).astype(np.float64)
+        theirs = sigproc.framesig(x, p.frame_samples, p.step_samples)
+        ours = frame_signal(x, p.frame_samples, p.step_samples)
+        np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_array_equal(power_spectrum(ours, p.nfft), sigproc.powspec(theirs, p.nfft))
+
+
+def test_the_log_mel_path_imports_neither_scipy_nor_python_speech_features():
+    """They cost the daemon ~30 MB; only the tutorial's MFCC profile loads them, on demand."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np; from kwsd.profiles import get_profile; "
+            "from kwsd.frontend import FeatureStream; "
+            "FeatureStream(get_profile('logmel40'), 48000).push(np.ones(96000, np.int16)); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'python_speech_features'})); "
+            "get_profile('tutorial-mfcc16').features(np.ones(8000)); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'python_speech_features'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "['python_speech_features', 'scipy']"]
