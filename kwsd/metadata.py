@@ -24,6 +24,7 @@ writing (training side) uses the TFLite schema's object API shipped with ai-edge
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import flatbuffers
 from flatbuffers import number_types as N
@@ -118,3 +119,56 @@ def embed_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> by
 
 def _decode(s):
     return s.decode("utf-8") if isinstance(s, (bytes, bytearray)) else s
+
+
+@dataclass(frozen=True)
+class DetTable:
+    """The model's held-out DET table (metadata key ``det_table``, written by the trainer):
+    for each threshold, false accepts per hour on ``hours`` of held-out audio with no
+    keyword, and recall on ``clips`` held-out keyword clips.
+
+    >>> t = DetTable.from_metadata({"det_table": {"hours": 2.0, "clips": 40, "rows": [
+    ...     [0.5, 3.0, 0.98], [0.7, 0.5, 0.95], [0.9, 0.0, 0.80]]}})
+    >>> t.threshold_for(0.5), t.threshold_for(0.1)
+    (0.7, 0.9)
+    """
+
+    hours: float
+    clips: int
+    rows: tuple          # ((threshold, false accepts per hour, recall), ...) by threshold
+
+    @classmethod
+    def from_metadata(cls, metadata: dict | None) -> "DetTable | None":
+        """The table in a model's kwsd metadata; None when it has none. Raises
+        ``ValueError`` naming what is wrong with a malformed one."""
+        d = (metadata or {}).get("det_table")
+        if d is None:
+            return None
+        try:
+            hours, clips = float(d["hours"]), int(d["clips"])
+            rows = tuple(sorted((float(t), float(fa), float(r)) for t, fa, r in d["rows"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"det_table is malformed ({exc!s}; expected "
+                             "{'hours': H, 'clips': N, 'rows': [[threshold, "
+                             "false_accepts_per_hour, recall], ...]})") from None
+        if not rows or hours <= 0 or any(not 0 < t <= 1 or fa < 0 or not 0 <= r <= 1
+                                         for t, fa, r in rows):
+            raise ValueError("det_table needs hours > 0 and rows of threshold in (0, 1], "
+                             "false accepts per hour >= 0, recall in [0, 1]")
+        return cls(hours, clips, rows)
+
+    def threshold_for(self, max_false_accepts_per_hour: float) -> float:
+        """The lowest threshold whose false accepts per hour are ``<=`` the target: the
+        best recall that meets it. Raises ``ValueError`` when no row does."""
+        for t, fa, _ in self.rows:
+            if fa <= max_false_accepts_per_hour:
+                return t
+        best = min(self.rows, key=lambda row: (row[1], row[0]))
+        raise ValueError(f"no threshold in the model's table gives <= "
+                         f"{max_false_accepts_per_hour:g} false accepts per hour (the fewest "
+                         f"is {best[1]:g}/h at threshold {best[0]:g}, measured on "
+                         f"{self.hours:g} h)")
+
+    def row_at(self, threshold: float):
+        """The row whose threshold is nearest ``threshold``."""
+        return min(self.rows, key=lambda row: abs(row[0] - threshold))
