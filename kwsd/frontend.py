@@ -101,6 +101,10 @@ class Resampler:
         self._history = buf[buf.size - self._history.size:]
         return out
 
+    def flush(self) -> np.ndarray:
+        """The end of the signal: output still held back (none: this filter has no look-ahead)."""
+        return np.zeros(0)
+
 
 def resample_signal(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     """Resample a whole mono signal exactly as a :class:`Resampler` stream would."""
@@ -189,9 +193,22 @@ class FeatureStream:
         self._raw_count += x.size
         if self._input_consumed + self._raw_count < self._input_needed():
             return []
-        x = self.resampler.process(np.concatenate(self._raw) if len(self._raw) > 1 else x)
+        return self._take(self.resampler.process(self._drain_raw()))
+
+    def flush(self) -> list:
+        """The end of the input (a file's end): return the windows completed by the audio the
+        resampler still holds. The stream is then finished; :meth:`reset` starts it again."""
+        x = self.resampler.process(self._drain_raw()) if self._raw else np.zeros(0)
+        return self._take(np.concatenate([x, self.resampler.flush()]))
+
+    def _drain_raw(self) -> np.ndarray:
+        x = np.concatenate(self._raw) if len(self._raw) > 1 else self._raw[0]
         self._input_consumed += self._raw_count
         self._raw, self._raw_count = [], 0
+        return x
+
+    def _take(self, x: np.ndarray) -> list:
+        """Add resampled audio; compute the frames it completes; return the windows due."""
         if x.size == 0:
             return []
         emph = self.profile.preemphasise(x, self._last_sample)

@@ -21,6 +21,7 @@ def test_streamed_windows_equal_batch_features(profile_name, input_rate, block):
     windows = []
     for start in range(0, audio.size, block):
         windows += stream.push(audio[start:start + block])
+    windows += stream.flush()
     resampled = resample_signal(audio, input_rate, profile.sample_rate)
     assert len(windows) == int(round((resampled.size / profile.sample_rate - 1.0) / 0.1)) + 1
     for w in windows:
