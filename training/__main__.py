@@ -44,6 +44,11 @@ def add_prepare_arguments(p, data_required=True):
     p.add_argument("--long", action="extend", nargs="+", default=[], metavar="DIR",
                    help="folders of long recordings with no keyword (speech, rooms): negatives "
                         "cut into windows; held-out files give false accepts per hour")
+    p.add_argument("--captures", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="kwsd capture folders: stop/ as keyword clips, other/ as hard "
+                        "negatives (used --captures-weight times in training)")
+    p.add_argument("--captures-weight", type=int, default=4, metavar="N",
+                   help="copies of each hard-negative capture in training (default 4)")
     p.add_argument("--noise", action="extend", nargs="+", default=[], metavar="DIR",
                    help="extra folders of noise recordings (mixed into clips, and negatives)")
     p.add_argument("--ir", action="extend", nargs="+", default=[], metavar="DIR",
@@ -83,8 +88,8 @@ def prepare(args) -> Path:
 
     from .augment import AugmentConfig
     from .data import (AUDIO_EXTENSIONS, DatasetError, LoadProblems, file_sha1,
-                       save_index, scan_long_recordings, scan_noise, scan_speech_commands,
-                       split_counts)
+                       capture_counts, save_index, scan_captures, scan_long_recordings,
+                       scan_noise, scan_speech_commands, split_counts)
     from .features import build_features
 
     try:
@@ -115,6 +120,8 @@ def prepare(args) -> Path:
         items += scan_long_recordings(d, lv, lt, problems=problems)
     for d in args.noise:
         items += scan_noise(d, v, t, problems=problems)
+    for d in args.captures:
+        items += scan_captures(d, args.keyword, v, t, args.captures_weight, problems=problems)
     ir_files = []
     for d in args.ir:
         found = sorted(str(p) for p in Path(d).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
@@ -138,7 +145,9 @@ def prepare(args) -> Path:
                      "synthetic": [str(Path(d).resolve()) for d in args.synthetic],
                      "long": [str(Path(d).resolve()) for d in args.long],
                      "noise": [str(Path(d).resolve()) for d in args.noise],
-                     "ir": [str(Path(d).resolve()) for d in args.ir]},
+                     "ir": [str(Path(d).resolve()) for d in args.ir],
+                     "captures": [str(Path(d).resolve()) for d in args.captures],
+                     "from_captures": capture_counts(items)},
             "split": {"validation_percent": v, "testing_percent": t,
                       "long_validation_percent": lv, "long_testing_percent": lt,
                       "rules": problems.rules},
@@ -158,6 +167,11 @@ def prepare(args) -> Path:
                   f"speakers), {c['word']} other clips, {c['long']} long files, "
                   f"{c['noise']} noise segments; {arrays[split].counts()['positive']} positive / "
                   f"{arrays[split].counts()['negative']} negative windows", file=sys.stderr)
+    if args.captures and not args.quiet:
+        for kind, by_split in capture_counts(items).items():
+            print(f"{'captures':>10}: {kind}: " + ", ".join(f"{n} {split}" for split, n in
+                                                          sorted(by_split.items())),
+                  file=sys.stderr)
     return index
 
 

@@ -263,6 +263,55 @@ def scan_long_recordings(root, validation_percentage=10.0, testing_percentage=10
     return items
 
 
+def scan_captures(root, keyword: str, validation_percentage=10.0, testing_percentage=10.0,
+                  weight: int = 4, salt: str = "kwsd-captures",
+                  problems: "LoadProblems | None" = None) -> list[Item]:
+    """Index the labelled captures of a kwsd capture folder (``kwsd captures``, config
+    ``capture.dir``): the keyword's folder (``stop/``) as keyword clips, ``other/`` as hard
+    negatives; ``unlabelled/`` is ignored.
+
+    Captures are split like everything else, by the hash rule on each file's content hash
+    (one recording never lands on both sides). Hard negatives are what this room's model
+    fired or nearly fired on, so each training one is used ``weight`` times, each copy cut
+    10 ms later so it gets its own augmentation (``source`` is ``captures``).
+    """
+    from kwsd.captures import NEGATIVE
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(root, "no such folder (expected a kwsd capture folder with stop/ "
+                                 "and other/ sub-folders)")
+    folders = {keyword: ("keyword", keyword), NEGATIVE: ("word", NEGATIVE)}
+    items = []
+    for name, (role, word) in folders.items():
+        for path in _audio_files(root / name) if (root / name).is_dir() else ():
+            digest = file_sha1(path)
+            split = which_set(digest, validation_percentage, testing_percentage, salt)
+            copies = weight if role == "word" and split == "training" else 1
+            for k in range(max(1, int(copies))):
+                items.append(Item(str(path), role, split, speaker=digest[:12], word=word,
+                                  source="captures", start=round(0.01 * k, 2), sha1=digest))
+    if not items:
+        raise DatasetError(root, f"no labelled captures (expected audio files in "
+                                 f"{root / keyword}/ or {root / NEGATIVE}/; move captures "
+                                 f"there from unlabelled/ or use `kwsd captures`)")
+    if problems is not None:
+        problems.note_rule(str(root), f"capture content hash (sha1 salt {salt!r}, "
+                                      f"{validation_percentage}% validation, "
+                                      f"{testing_percentage}% testing)")
+    return items
+
+
+def capture_counts(items: list[Item]) -> dict:
+    """How many distinct capture files each role and split holds (for reports)."""
+    out = {}
+    for it in items:
+        if it.source == "captures":
+            key = "stop" if it.role == "keyword" else "other"
+            out.setdefault(key, {}).setdefault(it.split, set()).add(it.path)
+    return {k: {s: len(v) for s, v in d.items()} for k, d in out.items()}
+
+
 def scan_noise(root, validation_percentage=10.0, testing_percentage=10.0,
                problems: "LoadProblems | None" = None) -> list[Item]:
     """Index a folder of noise recordings, each file split by time (see module docstring)."""
