@@ -20,9 +20,12 @@ or its input shape identifies a built-in one (:func:`kwsd.profiles.profile_for_i
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import sys
+import tempfile
 
 import numpy as np
 
@@ -148,8 +151,9 @@ def load_model_bytes(data: bytes, path="<bytes>", profile=None, runtime=None) ->
     if name in UNVERIFIED_RUNTIMES:
         _probe_in_subprocess(data, path, name)
     try:
-        interp = Interpreter(model_content=bytes(data), num_threads=1)
-        interp.allocate_tensors()
+        with _runtime_stderr_to_log():
+            interp = Interpreter(model_content=bytes(data), num_threads=1)
+            interp.allocate_tensors()
     except Exception as exc:
         raise ModelError(path, f"the TFLite runtime rejected it ({_short(exc)})") from None
     try:
@@ -204,10 +208,55 @@ def load_model_bytes(data: bytes, path="<bytes>", profile=None, runtime=None) ->
     return model
 
 
+# The runtime's C++ logger writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+# straight to file descriptor 2, once per process, and neither LiteRT nor tflite-runtime has a
+# Python setting or environment variable that silences it (TF_CPP_MIN_LOG_LEVEL does not).
+# Turning the delegate off would silence it too, but makes the bundled model 6x slower; instead
+# fd 2 is caught while an interpreter is created: the runtime's INFO lines go to the debug
+# log, anything else (from the runtime or another thread) is passed on to stderr unchanged.
+_runtime_banner_seen = False
+
+
+@contextlib.contextmanager
+def _runtime_stderr_to_log():
+    """Catch fd 2 while the runtime creates an interpreter (see above)."""
+    global _runtime_banner_seen
+    if _runtime_banner_seen:
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    try:
+        saved = os.dup(2)
+    except OSError:            # no fd 2 at all: nothing to keep clean
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode("utf-8", "replace")
+    passed = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("INFO: "):
+            _runtime_banner_seen = _runtime_banner_seen or "delegate" in line
+            log.debug("TFLite runtime: %s", line[6:].strip())
+        else:
+            passed.append(line)
+    if passed:
+        os.write(2, "".join(passed).encode("utf-8", "replace"))
+
+
 def _probe_in_subprocess(data: bytes, path, runtime: str):
     """Open ``data`` with ``runtime`` in a child process; ModelError if the child dies."""
     import subprocess
-    import sys
 
     code = ("import sys; from kwsd.model import interpreter_class; "
             f"i = interpreter_class({runtime!r})[1](model_content=sys.stdin.buffer.read()); "
