@@ -11,8 +11,10 @@
 False
 
 Log records may carry structured fields as ``extra={"kwsd_event": "detection", ...}``: every
-``kwsd_*`` attribute becomes the journal field ``KWSD_*`` and is appended to the stderr
-line as ``KWSD_EVENT=detection``, so ``journalctl -u kwsd KWSD_EVENT=detection`` works.
+``kwsd_*`` attribute becomes the journal field ``KWSD_*``, so ``journalctl -u kwsd
+KWSD_EVENT=detection`` works. A terminal gets plain lines (``info: detected 'stop' ...``);
+when stderr is a pipe or a file (a log collector, a test) the fields are appended to each
+line as ``KWSD_EVENT=detection KWSD_SCORE=0.93`` so that they are not lost.
 """
 
 from __future__ import annotations
@@ -97,12 +99,25 @@ def _fields(record):
 
 
 class FieldsFormatter(logging.Formatter):
-    """``LEVEL message KWSD_EVENT=... KWSD_SCORE=...`` for stderr (journald adds the time)."""
+    """``level: message`` for stderr (journald adds the time), with the structured fields
+    appended as ``KWSD_EVENT=... KWSD_SCORE=...`` unless ``fields`` is false.
+
+    >>> r = logging.makeLogRecord({"msg": "detected 'stop'", "levelname": "INFO",
+    ...                            "kwsd_event": "detection"})
+    >>> FieldsFormatter().format(r)
+    "info: detected 'stop' KWSD_EVENT=detection"
+    >>> FieldsFormatter(fields=False).format(r)
+    "info: detected 'stop'"
+    """
+
+    def __init__(self, fields=True):
+        super().__init__()
+        self.fields = fields
 
     def format(self, record):
-        """Format the message and append the structured fields."""
+        """Format the message and (with ``fields``) append the structured fields."""
         text = f"{record.levelname.lower()}: {record.getMessage()}"
-        fields = _fields(record)
+        fields = _fields(record) if self.fields else None
         if fields:
             text += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         if record.exc_info:
@@ -139,7 +154,8 @@ def setup_logging(level="info", journal="auto", stream=None):
     journal), ``True`` (use it if importable) or ``False``. Returns the ``kwsd`` logger.
     Under systemd, stderr already goes to the journal, so with ``auto`` the journal handler
     is added only when ``$JOURNAL_STREAM`` shows that stderr is the journal, replacing the
-    plain stderr lines by structured entries; elsewhere stderr lines are kept.
+    plain stderr lines by structured entries; elsewhere stderr lines are kept: plain on a
+    terminal, with the ``KWSD_*`` fields appended when the stream is not a terminal.
     """
     logger = logging.getLogger("kwsd")
     for h in list(logger.handlers):
@@ -161,10 +177,19 @@ def setup_logging(level="info", journal="auto", stream=None):
     if use_journal:
         logger.addHandler(JournalFieldsHandler(jmod))
     if not (use_journal and journal == "auto"):
-        h = logging.StreamHandler(stream or sys.stderr)
-        h.setFormatter(FieldsFormatter())
+        stream = stream or sys.stderr
+        h = logging.StreamHandler(stream)
+        h.setFormatter(FieldsFormatter(fields=not _is_terminal(stream)))
         logger.addHandler(h)
     return logger
+
+
+def _is_terminal(stream):
+    """True when ``stream`` is a terminal (a person reads it)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _stderr_is_journal():
