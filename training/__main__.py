@@ -3,6 +3,7 @@
     kwsd-train prepare DATA_DIR... --long DIR... --out WORK   index, split, feature cache
     kwsd-train train WORK --arch tcsep --epochs 30 --out MODEL_DIR
     kwsd-train export MODEL_DIR                                 float + int8 .tflite, parity
+    kwsd-train crossval WORK --folds 4 --seeds 1 2 --out CV_DIR    speaker k-fold figures
     kwsd-train evaluate MODEL.tflite... --data WORK --out REPORT_DIR [--write-threshold]
     kwsd-train all DATA_DIR... --long DIR... --out OUT          all of the above
     kwsd-train fetch [URL] --out DIR                            download + unpack a corpus
@@ -80,6 +81,9 @@ def add_prepare_arguments(p, data_required=True):
     g.add_argument("--snr-db", type=float, nargs=2, default=(0.0, 25.0), metavar=("LO", "HI"))
     g.add_argument("--speed-prob", type=float, default=0.5)
     g.add_argument("--ir-prob", type=float, default=0.3)
+    g.add_argument("--onsets", type=int, default=2,
+                   help="utterance-onset negatives per long speech recording: the window "
+                        "ends 0.15-1.0 s into the speech, after silence, a click or a breath")
 
 
 def prepare(args) -> Path:
@@ -136,7 +140,7 @@ def prepare(args) -> Path:
                         partials=args.partials, long_windows_per_s=args.long_per_second,
                         noise_windows_per_s=args.noise_per_second, noise_prob=args.noise_prob,
                         snr_db=tuple(args.snr_db), speed_prob=args.speed_prob,
-                        ir_prob=args.ir_prob)
+                        ir_prob=args.ir_prob, onsets=args.onsets)
     arrays = build_features(items, profile, aug, args.seed, out, ir_files,
                             workers=args.workers, progress=not args.quiet, problems=problems)
     meta = {"keyword": args.keyword, "profile": profile.to_dict(), "augment": aug.to_dict(),
@@ -272,10 +276,14 @@ def cmd_evaluate(args) -> int:
     """``kwsd-train evaluate``: prints the Markdown report's path."""
     from .evaluate import evaluate_models, write_threshold
 
+    crossval = None
+    if args.crossval:
+        crossval = _load_crossval(args.crossval)
     report = evaluate_models(args.models, args.data, args.out, args.target_fa_per_hour,
                              args.target_fpr, profile=args.profile, extra_long_dirs=args.long,
                              workers=args.workers, progress=not args.quiet,
-                             command=_command_line(), min_recall=args.min_recall)
+                             command=_command_line(), min_recall=args.min_recall,
+                             crossval=crossval)
     if args.write_threshold:
         from kwsd.metadata import read_metadata
 
@@ -284,15 +292,40 @@ def cmd_evaluate(args) -> int:
                 print(f"{path}: no kwsd metadata (not a kwsd-train model); left as it is",
                       file=sys.stderr)
                 continue
-            write_threshold(path, m["calibration"]["threshold"], _headline(m))
+            write_threshold(path, m["calibration"]["threshold"], _headline(m),
+                            m["heldout_long"]["det_table"])
             print(f"{path}: threshold set to {m['calibration']['threshold']:g}", file=sys.stderr)
     print(Path(args.out) / "report.md")
     return 0
 
 
+def _load_crossval(path) -> dict:
+    from .data import DatasetError
+
+    file = Path(path) / "crossval.json" if Path(path).is_dir() else Path(path)
+    try:
+        with open(file, encoding="utf-8") as fh:
+            report = json.load(fh)
+        report["rows"], report["summary"]
+    except FileNotFoundError:
+        raise DatasetError(file, "no cross-validation report here (run `kwsd-train "
+                                 "crossval` first)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(file, f"not a kwsd-train cross-validation report ({exc})") from None
+    return report
+
+
 def _headline(m: dict) -> dict:
     """The metrics worth embedding in a model's provenance."""
     out = {"calibration": m["calibration"]}
+    if "crossval" in m:
+        out["crossval"] = {k: m["crossval"][k] for k in ("row", "pooled_roc_auc", "folds",
+                                                          "seeds", "summary")}
+    held = m.get("heldout_long")
+    if held:
+        out["heldout_long"] = {"hours": held["hours"], "splits": held["splits"],
+                               "calibrated": {k: held["calibrated"][k]
+                                              for k in ("all", "language", "source")}}
     for split in ("validation", "testing"):
         if split in m:
             c = m[split]["calibrated"]
@@ -303,6 +336,26 @@ def _headline(m: dict) -> dict:
                           "false_accepts_per_hour": c["long"]["false_accepts_per_hour"],
                           "hours": c["long"]["hours"]}
     return out
+
+
+def cmd_crossval(args) -> int:
+    """``kwsd-train crossval``: prints the report's path."""
+    from .crossval import crossval
+
+    kwargs = _train_kwargs(args)
+    for k in ("progress", "workers", "command"):
+        kwargs.pop(k)
+    report = crossval(args.workdir, args.out, folds=args.folds, seeds=args.seeds,
+                      train_kwargs=kwargs, settings=_settings(args),
+                      target_fa_per_hour=args.target_fa_per_hour, target_fpr=args.target_fpr,
+                      min_recall=args.min_recall, workers=args.workers,
+                      progress=not args.quiet, command=_command_line())
+    s = report["summary"]
+    print(json.dumps({"threshold": report["calibration"]["threshold"],
+                      "recall": s["recall"], "false_positive_rate": s["false_positive_rate"],
+                      "roc_auc": s["roc_auc"], "pooled_roc_auc": s.get("pooled_roc_auc"),
+                      "report": str(Path(args.out) / "crossval.md")}))
+    return 0
 
 
 def cmd_all(args) -> int:
@@ -387,8 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more long recordings (no keyword) to count false accepts on")
     p.add_argument("--profile", help="feature profile for models without kwsd metadata")
     p.add_argument("--write-threshold", action="store_true",
-                   help="store each kwsd-train model's calibrated threshold (and the metrics) "
+                   help="store each kwsd-train model's calibrated threshold (and the metrics, "
+                        "and a threshold table 'det_table' of false accepts/hour and recall) "
                         "in its metadata")
+    p.add_argument("--crossval", metavar="CV_DIR",
+                   help="the first MODEL was trained on every speaker: take its clip recall "
+                        "and false positives from this `kwsd-train crossval` report (and "
+                        "calibrate on them with its held-out false accepts per hour)")
     add_evaluate_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -399,6 +457,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_arguments(p)
     p.add_argument("--out", required=True, metavar="OUT_DIR")
     p.set_defaults(func=cmd_all)
+
+    p = sub.add_parser("crossval", help="speaker k-fold cross-validation: figures and a "
+                                        "threshold for a model trained on every speaker")
+    p.add_argument("workdir", metavar="WORKDIR",
+                   help="a work folder prepared with --validation-percent 0 "
+                        "--testing-percent 0 (every real clip in training; long audio held "
+                        "out with --long-validation-percent/--long-testing-percent)")
+    p.add_argument("--folds", type=int, default=4, help="speaker folds (default 4)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1234],
+                   help="training seeds; every fold is trained once per seed (default 1234)")
+    add_train_arguments(p)
+    add_detector_arguments(p)
+    add_evaluate_arguments(p)
+    p.add_argument("--out", required=True, metavar="CV_DIR")
+    p.set_defaults(func=cmd_crossval)
 
     from . import download
 

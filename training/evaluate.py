@@ -229,7 +229,8 @@ def score_split(model_path, items: list[Item], split: str, settings, profile=Non
     word_stream, word_spans = (build_stream([a for _, a in word_pairs], rate, background, rng)
                                if word_pairs else (None, []))
     jobs = [("file", it.path) for it in clips]
-    jobs += [("segment", (it.path, it.start, it.end)) for it in longs]
+    jobs += [("file", it.path) if not it.start and it.end is None else
+             ("segment", (it.path, it.start, it.end)) for it in longs]
     if kw_stream is not None:
         jobs.append(("array", (kw_stream, rate)))
     if word_stream is not None:
@@ -308,6 +309,157 @@ def metrics_at(ss: SplitScores, settings: DetectorSettings, keyword="stop") -> d
     return out
 
 
+def detections(scores: Scores, settings: DetectorSettings, keyword="stop") -> list:
+    """``(time, smoothed score)`` of each detection when ``scores`` go through the detector."""
+    det = Detector(settings, keyword)
+    out = []
+    for t, sc in zip(scores.times.tolist(), scores.scores.tolist()):
+        d = det.update(t, sc)
+        if d is not None:
+            out.append((d.time, d.score))
+    return out
+
+
+def poisson_interval(count: int, hours: float, confidence=0.95) -> tuple:
+    """Exact (Garwood) confidence interval of a rate per hour from ``count`` events in
+    ``hours``: the chi-square quantiles of the Poisson mean, divided by the hours.
+
+    >>> poisson_interval(0, 2.0)
+    (0.0, 1.844)
+    >>> poisson_interval(4, 2.0)
+    (0.545, 5.121)
+    """
+    from scipy.stats import chi2
+
+    if hours <= 0:
+        return (None, None)
+    a = 1.0 - confidence
+    lo = 0.0 if count == 0 else chi2.ppf(a / 2, 2 * count) / 2
+    hi = chi2.ppf(1 - a / 2, 2 * count + 2) / 2
+    return (round(float(lo) / hours, 3), round(float(hi) / hours, 3))
+
+
+#: Languages of the sources this project knows (a folder's own ``_xx`` suffix wins).
+SOURCE_LANGUAGE = {"librispeech": "en", "picovoice_sti": "en", "precise_community": "en",
+                   "festvox_ru": "ru"}
+_NOISE_NAMES = ("noise", "noises", "_background_noise_")
+
+
+def language_of(item: Item) -> str:
+    """The language of a long recording (``"noise"`` for noise): a ``_xx`` suffix of its
+    folder (``heycomputer_es``), else :data:`SOURCE_LANGUAGE`, else ``"?"``.
+
+    >>> language_of(Item("d/precise_community/heycomputer_es/a.flac", "long", "testing",
+    ...                  word="heycomputer_es", source="precise_community"))
+    'es'
+    >>> language_of(Item("d/picovoice_sti/noise/k.ogg", "long", "testing", word="noise",
+    ...                  source="picovoice_sti"))
+    'noise'
+    """
+    import re
+
+    if item.role == "noise" or item.word.lower() in _NOISE_NAMES:
+        return "noise"
+    for name in (item.word, item.source):
+        m = re.search(r"_([a-z]{2})$", name.lower())
+        if m and m.group(1) not in ("sc",):
+            return m.group(1)
+    return SOURCE_LANGUAGE.get(item.source, "?")
+
+
+def _item_hours(sc: Scores, hop_s: float) -> float:
+    return (sc.times[-1] + hop_s) / 3600.0 if sc is not None and len(sc.times) else 0.0
+
+
+def long_audio_table(ss: "SplitScores", settings: DetectorSettings, keyword="stop") -> dict:
+    """False accepts per source and per language (and overall) with hours, rate per hour
+    and its 95% exact Poisson interval."""
+    acc: dict = {}
+    for it, sc in zip(ss.long_items, ss.long_scores):
+        if sc is None:
+            continue
+        n, h = len(replay(sc, settings, keyword)), _item_hours(sc, settings.hop_s)
+        src = it.source if it.role == "long" else "noise"
+        for key in (("source", src), ("language", language_of(it)), ("all", "all")):
+            a = acc.setdefault(key, [0, 0.0])
+            a[0] += n
+            a[1] += h
+    out: dict = {"source": {}, "language": {}, "all": {}}
+    for (kind, name), (n, h) in sorted(acc.items()):
+        lo, hi = poisson_interval(n, h)
+        out[kind][name] = {"hours": round(h, 3), "false_accepts": n,
+                           "per_hour": round(n / h, 3) if h else None, "ci95": [lo, hi]}
+    return out
+
+
+def top_false_accepts(ss: "SplitScores", settings: DetectorSettings, keyword="stop",
+                      n=20) -> list[dict]:
+    """The ``n`` highest-scoring false accepts in the long recordings: file, time in the
+    file (seconds, the end of the window that fired), score, source and language."""
+    found = []
+    for it, sc in zip(ss.long_items, ss.long_scores):
+        if sc is None:
+            continue
+        for t, score in detections(sc, settings, keyword):
+            found.append({"file": it.path, "time": round(it.start + t, 2),
+                          "score": round(float(score), 4), "source": it.source,
+                          "language": language_of(it)})
+    return sorted(found, key=lambda d: -d["score"])[:n]
+
+
+def save_snippets(false_accepts: list[dict], out_dir, before_s=2.0, after_s=0.5) -> list:
+    """Write each false accept's audio (``before_s`` before to ``after_s`` after the
+    decision) as FLAC into ``out_dir``, so a person can listen to what fired; returns the
+    file names (also stored in each entry as ``snippet``)."""
+    import re
+
+    import soundfile
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, fa in enumerate(false_accepts, 1):
+        try:
+            info = soundfile.info(fa["file"])
+            a = max(0, int((fa["time"] - before_s) * info.samplerate))
+            b = min(info.frames, int((fa["time"] + after_s) * info.samplerate))
+            audio, rate = soundfile.read(fa["file"], start=a, stop=b, dtype="float32")
+        except (RuntimeError, OSError, ValueError) as exc:
+            fa["snippet"] = None
+            fa["snippet_error"] = str(exc)
+            continue
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(fa["file"]).stem)[:40]
+        name = f"{k:02d}_{fa['language']}_{stem}_{fa['time']:.1f}s.flac"
+        soundfile.write(str(out_dir / name), audio, rate, format="FLAC")
+        fa["snippet"] = name
+        names.append(name)
+    return names
+
+
+DET_TABLE_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def det_table(ss: "SplitScores", base: DetectorSettings, clip_rows: list[dict] | None = None,
+              keyword="stop", clip_count: int | None = None) -> dict:
+    """The threshold table embedded in a model (``"det_table"``): for thresholds 0.05 to
+    0.95, ``[threshold, false accepts per hour on the held-out long audio, recall]``; recall
+    from ``clip_rows`` (cross-validated, nearest threshold) when given, else the split's
+    own keyword clips."""
+    rows = []
+    clips = 0
+    for t in DET_TABLE_THRESHOLDS:
+        m = metrics_at(ss, base.with_overrides(threshold=float(t)), keyword)
+        recall = m["clip"]["recall"]
+        clips = m["clip"]["keyword_clips"]
+        if clip_rows:
+            near = min(clip_rows, key=lambda r: abs(r["threshold"] - t))
+            recall = near.get("recall")
+        rows.append([float(t), m["long"]["false_accepts_per_hour"],
+                     None if recall is None else round(float(recall), 4)])
+    return {"hours": round(ss.long_hours, 3),
+            "clips": clips if clip_count is None else clip_count, "rows": rows}
+
+
 def _ratio(a, b):
     return round(a / b, 4) if b else None
 
@@ -372,9 +524,11 @@ def calibrate(rows: list[dict], target_fa_per_hour: float, target_fpr: float,
 
 # --------------------------------------------------------------------------- the driver
 
-def write_threshold(model_path, threshold: float, metrics: dict | None = None):
-    """Rewrite a model file's embedded metadata with a calibrated threshold (and metrics),
-    atomically (write beside it, then rename)."""
+def write_threshold(model_path, threshold: float, metrics: dict | None = None,
+                    table: dict | None = None):
+    """Rewrite a model file's embedded metadata with a calibrated threshold (and metrics,
+    and the ``"det_table"`` of :func:`det_table`), atomically (write beside it, then
+    rename)."""
     from kwsd.metadata import embed_metadata, read_metadata
 
     path = Path(model_path)
@@ -383,9 +537,17 @@ def write_threshold(model_path, threshold: float, metrics: dict | None = None):
     meta.setdefault("detector", {})["threshold"] = float(threshold)
     if metrics is not None:
         meta.setdefault("provenance", {})["metrics"] = metrics
+    if table is not None:
+        meta["det_table"] = table
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(embed_metadata(data, meta))
     os.replace(tmp, path)
+
+
+def _safe_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
 def _write_clip_scores(path, table: dict, names: list):
@@ -402,13 +564,22 @@ def _write_clip_scores(path, table: dict, names: list):
 
 def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, target_fpr=0.005,
                     profile=None, extra_long_dirs=(), workers=None, progress=True,
-                    command="", names=None, min_recall=0.8) -> dict:
+                    command="", names=None, min_recall=0.8, crossval=None,
+                    top_n=20) -> dict:
     """Evaluate models on a prepared work folder's validation and testing splits.
 
     Writes ``report.json``, ``report.md``, ``det_curve.png`` and ``clip_scores.csv`` (every
     held-out clip's highest score under each model, side by side) into ``out_dir`` and
     returns the report dict. Each model is judged with its own embedded detector defaults and with a
     threshold calibrated on the validation split (see :func:`calibrate`).
+
+    ``crossval`` (a :mod:`training.crossval` report): the model was trained on every
+    speaker, so its clip recall and false positives come from that cross-validation, and
+    only its false accepts per hour from this work folder's held-out long audio.
+
+    The long held-out audio (validation and testing together) is also reported per source
+    and per language with 95% intervals, and its ``top_n`` highest-scoring false accepts
+    are listed and saved as FLAC snippets in ``false_accepts/<model>/``.
     """
     import datetime
 
@@ -457,19 +628,58 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
                 row = clip_table.setdefault((split, it.path, it.word), {})
                 row[name] = None if sc is None or not len(sc.scores) else float(sc.scores.max())
         cal_split = "validation" if "validation" in per_split else "testing"
-        cal = calibrate(per_split[cal_split][1], target_fa_per_hour, target_fpr, min_recall)
-        entry["calibration"] = dict(cal, split=cal_split)
+        cal_rows = per_split[cal_split][1]
+        cv = crossval if i == 0 else None      # the cross-validated model is listed first
+        if cv is not None:
+            from .crossval import combined_rows
+
+            cal_rows = combined_rows(cv, cal_rows)
+        cal = calibrate(cal_rows, target_fa_per_hour, target_fpr, min_recall)
+        entry["calibration"] = dict(cal, split=cal_split,
+                                    clips="crossval" if cv is not None else cal_split)
         calibrated = defaults.with_overrides(threshold=cal["threshold"])
         for split, (ss, rows) in per_split.items():
             entry[split] = {"roc_auc": clip_auc(ss),
                             "defaults": metrics_at(ss, defaults, model.keyword),
                             "calibrated": metrics_at(ss, calibrated, model.keyword),
+                            "long_table": {"defaults": long_audio_table(ss, defaults,
+                                                                        model.keyword),
+                                           "calibrated": long_audio_table(ss, calibrated,
+                                                                          model.keyword)},
                             "det": rows}
+        held = [ss for ss, _ in per_split.values()]
+        heldout = dataclasses.replace(
+            held[0], long_items=[it for h in held for it in h.long_items],
+            long_scores=[sc for h in held for sc in h.long_scores],
+            long_hours=sum(h.long_hours for h in held))
+        top = top_false_accepts(heldout, calibrated, model.keyword, top_n)
+        save_snippets(top, out_dir / "false_accepts" / _safe_name(name))
+        cv_rows = cv["rows"] if cv is not None else None
+        entry["heldout_long"] = {
+            "splits": list(per_split), "hours": round(heldout.long_hours, 3),
+            "defaults": long_audio_table(heldout, defaults, model.keyword),
+            "calibrated": long_audio_table(heldout, calibrated, model.keyword),
+            "top_false_accepts": top,
+            "det_table": det_table(heldout, defaults, cv_rows, model.keyword,
+                                   None if cv is None else
+                                   sum(r["keyword_clips"] for r in cv["per_run"])
+                                   // max(1, len(cv["seeds"])))}
         has_kw = {split: any(it.role == "keyword" for it in ss.clip_items)
                   for split, (ss, _) in per_split.items()}
         last = "testing" if has_kw.get("testing") else cal_split
         entry["det_split"] = last
         curves[name] = per_split[last][1]
+        if cv is not None:
+            from .crossval import combined_rows, pooled_auc
+
+            k = min(range(len(cv["rows"])),
+                    key=lambda j: abs(cv["rows"][j]["threshold"] - cal["threshold"]))
+            entry["crossval"] = {"threshold": cal["threshold"], "row": cv["rows"][k],
+                                 "pooled_roc_auc": pooled_auc(cv), "summary": cv["summary"],
+                                 "folds": cv["folds"], "seeds": cv["seeds"],
+                                 "command": cv.get("command")}
+            entry["det_split"] = "cross-validated clips, held-out long audio"
+            curves[name] = combined_rows(cv, det_curve(heldout, defaults, model.keyword))
         marks[name] = cal["threshold"]
         report["models"][name] = entry
     _write_clip_scores(out_dir / "clip_scores.csv", clip_table, list(report["models"]))

@@ -36,7 +36,7 @@ _COLOUR = ("speed_prob", "speed", "ir_prob", "rt60_s")
 ROLE_SETTINGS = {
     "keyword": ("variants", "partials", "partial_head", "partial_tail") + _COLOUR + _FINISH,
     "word": ("word_variants",) + _COLOUR + _FINISH,
-    "long": ("long_windows_per_s",) + _FINISH,
+    "long": ("long_windows_per_s", "onsets", "onset_s") + _FINISH,
     "noise": ("noise_windows_per_s", "quiet_share") + _FINISH,
 }
 KINDS = ("keyword", "partial", "word", "long", "noise", "silence", "mined")

@@ -136,6 +136,40 @@ def markdown(report: dict) -> str:
                           f"{json.dumps(worst) if worst else 'none'}",
                       f"False accepts by source (calibrated): "
                       f"{json.dumps(r['long']['false_accepts_by_source'])}", ""]
+    for name, m in report["models"].items():
+        held = m.get("heldout_long")
+        if not held:
+            continue
+        lines += [f"## {name}: false accepts on the held-out long audio", "",
+                  f"{held['hours']} h of real recordings never trained on "
+                  f"({' + '.join(held['splits'])} splits), 95% exact Poisson intervals.", "",
+                  "| by | name | hours | FA (defaults) | FA/h (defaults) | 95% CI | "
+                  "FA (calibrated) | FA/h (calibrated) | 95% CI |", "|---|---|---|---|---|---|---|---|---|"]
+        for kind in ("all", "language", "source"):
+            for key, d in held["defaults"][kind].items():
+                c = held["calibrated"][kind][key]
+                lines.append(f"| {kind} | {key} | {d['hours']} | {d['false_accepts']} | "
+                             f"{_fmt(d['per_hour'])} | {_fmt(d['ci95'][0])}-{_fmt(d['ci95'][1])} | "
+                             f"{c['false_accepts']} | {_fmt(c['per_hour'])} | "
+                             f"{_fmt(c['ci95'][0])}-{_fmt(c['ci95'][1])} |")
+        lines += ["", f"Top false accepts (calibrated threshold; snippets in "
+                      f"`false_accepts/`, 2 s before to 0.5 s after the decision):", "",
+                  "| # | score | time (s) | language | file | snippet |", "|---|---|---|---|---|---|"]
+        for k, fa in enumerate(held["top_false_accepts"], 1):
+            lines.append(f"| {k} | {fa['score']:.3f} | {fa['time']} | {fa['language']} | "
+                         f"`{fa['file']}` | {fa.get('snippet') or '—'} |")
+        cv = m.get("crossval")
+        if cv:
+            r = cv["row"]
+            s_ = cv["summary"]
+            lines += ["", f"Cross-validated ({cv['folds']} speaker folds x {len(cv['seeds'])} "
+                          f"seed(s)) at threshold {cv['threshold']:g}: recall "
+                          f"{_fmt(r['recall'], True)}, other-word false positives "
+                          f"{_fmt(r['clip_false_positive_rate'], True)}, pooled ROC AUC "
+                          f"{_fmt(cv['pooled_roc_auc'])}; per fold recall "
+                          f"{json.dumps(s_.get('recall'))}", ""]
+        lines += ["", "Threshold table (`det_table`: threshold, FA/h on held-out long audio, "
+                      "recall):", "", "```", json.dumps(held["det_table"]["rows"]), "```", ""]
     if report.get("clip_scores_csv"):
         lines += [f"Every held-out clip's highest score under each model: "
                   f"`{Path(report['clip_scores_csv']).name}`.", ""]

@@ -372,6 +372,43 @@ OTHER_LANGUAGE_TEXT = {
             "Τα παιδιά παίζουν στον κήπο πίσω από το σπίτι."), "βγδζθκλμνξπρσφχ", "αεηιουω"),
 }
 
+#: Real words with "st" + vowel inside (the syllable a "stop" model confuses most in running
+#: speech), per language; the others get pseudo-words built around the cluster. None of
+#: them holds the keyword ("стоп"/"stop" are filtered out anyway).
+HARD_WORDS = {
+    "en": ("store stock stomach stolen storm story stone stove history distance instead "
+           "customer costume post office faster honestly still stand step stuck stole "
+           "astonish stocking stolid stove top mistake postman frosty rusty gusto"),
+    "ru": ("сто стол стоит стоя стоять простой простота костюм стоимость постоянно восток "
+           "стог столица пустота густо место честно стон постель нестор история стойка "
+           "остров устои настоящий стоматолог"),
+    "uk": "сто стіл стоїть простий костюм постійно схід місто чесно стогін",
+    "cs": ("sto stůl stojí stojan prostor postel místo stodola stolek rostou host ostrov "
+           "stoupat postoj obstojí"),
+    "sk": "sto stôl stojí priestor posteľ miesto ostrov postoj",
+    "pl": "sto stół stoi stolica ostatni prosto miasto stopień ostrożnie postój",
+    "de": "Stock Stoff stolz Stollen Stoß gestohlen Osten Kosten Posten Stunde Stall Stolperstein",
+    "es": "esto estos estómago costo gusto puesto estoy historia costa presto",
+    "it": "stoffa storia stomaco posto questo stolto costo gusto pasto",
+    "fi": "kasto listo postia vastoin kastike tosi rastas",
+    "fr-fr": "estomac histoire poste costume style stocker moustique",
+}
+
+
+def _hard_piece(language, rng, n):
+    """``n`` words rich in "st" + vowel for ``language``: real ones where listed, else
+    pseudo-words whose syllables start with the language's "st" cluster."""
+    if language == "en" or (language in HARD_WORDS and rng.random() < 0.6):
+        return rng.sample(HARD_WORDS.get(language, HARD_WORDS["en"]).split(), k=1) + \
+            [rng.choice(HARD_WORDS.get(language, HARD_WORDS["en"]).split()) for _ in range(n - 1)]
+    key = "fr-fr" if language == "fr" else language
+    _, consonants, vowels = OTHER_LANGUAGE_TEXT[key]
+    cluster = "ст" if "с" in consonants else "στ" if "σ" in consonants else "st"
+    words = _pseudo_words(rng, consonants, vowels, n)
+    return [w[:1] + cluster + rng.choice(vowels) + w[1:] if rng.random() < 0.5
+            else cluster + rng.choice(vowels) + w for w in words]
+
+
 #: What the keyword looks like in other scripts, so texts saying it are never negatives.
 _KEYWORD_OTHER_SCRIPTS = {"stop": ("стоп", "στοπ")}
 
@@ -395,11 +432,12 @@ def _pseudo_words(rng, consonants, vowels, n):
     return words
 
 
-def speech_text(language, keyword, rng, seconds):
+def speech_text(language, keyword, rng, seconds, hard_share=0.0):
     """About ``seconds`` of text to read in ``language``, never mentioning ``keyword``.
 
     Everyday sentences mixed with random words (English) or pseudo-words built from the
-    language's letters, so many more sound sequences appear than the sentences hold.
+    language's letters, so many more sound sequences appear than the sentences hold;
+    ``hard_share`` of the pieces are words rich in "st" + vowel (:data:`HARD_WORDS`).
     """
     if language == "en":
         sentences, make = ENGLISH_SENTENCES, lambda n: [rng.choice(ENGLISH_WORDS) for _ in range(n)]
@@ -409,7 +447,9 @@ def speech_text(language, keyword, rng, seconds):
         make = lambda n: _pseudo_words(rng, consonants, vowels, n)  # noqa: E731
     parts, chars = [], 0
     while chars < seconds * 13:          # ~13 characters a second of speech
-        if rng.random() < 0.5:
+        if hard_share and rng.random() < hard_share:
+            piece = " ".join(_hard_piece(language, rng, rng.randint(3, 8))).capitalize() + "."
+        elif rng.random() < 0.5:
             piece = rng.choice(sentences)
         else:
             words = make(rng.randint(3, 9))
@@ -643,13 +683,15 @@ def _word_params(rng, voice):
 
 
 def plan_corpus(voices, keyword="stop", negatives=DEFAULT_NEGATIVES, positives=800,
-                per_negative=180, speech_minutes=30.0, speech_english_share=0.35, seed=0):
+                per_negative=180, speech_minutes=30.0, speech_english_share=0.35, seed=0,
+                hard_share=0.0):
     """Every file of the corpus as a list of :class:`Job` (deterministic for a seed).
 
     ``voices`` is :func:`discover_voices`'s answer. Word clips cycle through each engine's
     English voices in a shuffled order, so as many voices as possible say each word;
     rate, pitch and prosody are drawn per clip. The long speech is ~30-60 s per file,
-    ``speech_english_share`` of it English, the rest other languages.
+    ``speech_english_share`` of it English, the rest other languages; ``hard_share`` of
+    its text is rich in "st" + vowel (see :func:`speech_text`).
     """
     rng = random.Random(seed)
     english = {e: [v for v in vs if v.language == "en"] for e, vs in voices.items()}
@@ -697,7 +739,8 @@ def plan_corpus(voices, keyword="stop", negatives=DEFAULT_NEGATIVES, positives=8
             n_per_voice[voice.id] = n + 1
             params = _word_params(rng, voice)
             params["rate"] = min(1.2, max(0.85, params["rate"]))
-            jobs.append(Job(voice=voice, text=speech_text(voice.language, keyword, rng, seconds),
+            jobs.append(Job(voice=voice, text=speech_text(voice.language, keyword, rng, seconds,
+                                                              hard_share),
                             kind="long",
                             path=os.path.join(SPEECH_DIR, f"{voice.id}_nohash_{n}.wav"),
                             peak_db=rng.uniform(-10.0, -2.0), **params))
@@ -706,12 +749,15 @@ def plan_corpus(voices, keyword="stop", negatives=DEFAULT_NEGATIVES, positives=8
 
 def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, positives=800,
                   per_negative=180, speech_minutes=30.0, seed=0, jobs=2, progress=True,
-                  overwrite=False):
+                  overwrite=False, hard_share=0.0, skip_voices=()):
     """Render a synthetic corpus into ``out_dir`` (Speech Commands layout, see the module).
 
     ``negatives`` defaults to :data:`DEFAULT_NEGATIVES` when the keyword is "stop" and to
     none otherwise. Engines that are not installed are skipped with a warning; files that
     exist already are kept (so an interrupted run resumes) unless ``overwrite``.
+    ``skip_voices`` (glob patterns on :attr:`Voice.id`) leaves voices out: e.g.
+    ``festival-msu-ru-nsh*``, a unit-selection voice spliced from the very recordings of
+    ``../shared/data/festvox_ru`` (held-out audio must not be heard in training, even cut up).
     Returns a summary: counts per folder, per engine, the voices used, failures.
     """
     if negatives is None:
@@ -727,11 +773,16 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
         if why:
             warnings.warn(f"skipping TTS engine {engine!r}: {why}", stacklevel=2)
     voices = discover_voices(engines)
+    if skip_voices:
+        import fnmatch
+
+        voices = {e: [v for v in vs if not any(fnmatch.fnmatch(v.id, p) for p in skip_voices)]
+                  for e, vs in voices.items()}
     if not any(v.language == "en" for vs in voices.values() for v in vs):
         raise SynthError("no usable TTS engine with an English voice: install espeak-ng, "
                          "flite, festival or piper-tts (see `kwsd-train synth --help`)")
     plan = plan_corpus(voices, keyword, negatives, positives, per_negative, speech_minutes,
-                       seed=seed)
+                       seed=seed, hard_share=hard_share)
     os.makedirs(out_dir, exist_ok=True)
     results = []
     tasks = [(job, out_dir, overwrite) for job in plan]
@@ -806,6 +857,14 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="clips per hard-negative word (default 180)")
     parser.add_argument("--speech-minutes", type=float, default=30.0,
                         help="minutes of long English + other-language speech (default 30)")
+    parser.add_argument("--hard-text-share", type=float, default=0.0, metavar="FRACTION",
+                        help="share of the long speech's text made of words rich in 'st' + "
+                             "vowel (store, сто, stojí, ...): the syllables a 'stop' model "
+                             "confuses in running speech (default 0)")
+    parser.add_argument("--skip-voices", default="", metavar="GLOB,...",
+                        help="voice ids to leave out (glob patterns, comma-separated), e.g. "
+                             "'festival-msu-ru-nsh*': that Russian voice is cut from the "
+                             "recordings in ../shared/data/festvox_ru")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="parallel rendering processes (default %(default)s)")
@@ -837,7 +896,9 @@ def run(args) -> int:
                                     per_negative=args.per_negative,
                                     speech_minutes=args.speech_minutes, seed=args.seed,
                                     jobs=args.jobs, progress=not args.no_progress,
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, hard_share=args.hard_text_share,
+                                    skip_voices=[g.strip() for g in args.skip_voices.split(",")
+                                                 if g.strip()])
         except (SynthError, ValueError) as exc:
             print(f"kwsd-train synth: {exc}", file=sys.stderr)
             return EX_USAGE

@@ -166,8 +166,11 @@ def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.0
 def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_rate=2e-3,
           width=None, dropout=0.2, positive_weight=None, seed=None, progress=True,
           workers=None, command=None, mine_rounds=2, mine_epochs=None, mine_min_score=0.05,
-          mine_limit=4000, spec_augment=True) -> dict:
+          mine_limit=4000, spec_augment=True, exclude=()) -> dict:
     """Train one model; returns the training summary (also written to ``train_config.json``).
+
+    ``exclude``: indices of index items whose windows are left out of training (the
+    held-out fold of :mod:`training.crossval`).
 
     After the main phase, ``mine_rounds`` times: stream the training split's long
     recordings through the model, add the windows it scores >= ``mine_min_score`` as
@@ -178,6 +181,9 @@ def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_ra
     items, meta, profile, arrays = load_prepared(workdir, progress, workers)
     seed = meta["seed"] if seed is None else seed
     tr, va = arrays["training"], arrays["validation"]
+    if len(exclude):
+        keep = ~np.isin(tr.group, np.fromiter(exclude, dtype=np.int64))
+        tr = Arrays(tr.x[keep], tr.y[keep], tr.kind[keep], tr.group[keep])
     if np.sum(tr.y == 1) == 0 or np.sum(tr.y == 0) == 0:
         raise DatasetError(workdir, f"the training split needs both keyword and other windows "
                                     f"(got {tr.counts()})")
@@ -235,6 +241,7 @@ def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_ra
     seconds = time.time() - t0
     model.save(out_dir / "model.keras")
     windows = {split: arrays[split].counts() for split in arrays}
+    windows["training"] = tr.counts()
     windows["training"]["mined"] = mined_total
     windows["training"]["negative"] += mined_total
     summary = {
@@ -249,7 +256,7 @@ def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_ra
         "windows": windows,
         "profile": profile.to_dict(), "augment": meta["augment"],
         "data": meta.get("data", {}), "split": meta.get("split", {}),
-        "command": command or " ".join(sys.argv),
+        "command": command or " ".join(sys.argv), "excluded_items": len(exclude),
         "keyword": meta["keyword"],
     }
     with open(out_dir / "history.json", "w", encoding="utf-8") as fh:

@@ -1,0 +1,267 @@
+"""Speaker k-fold cross-validation (``kwsd-train crossval``): honest figures and a
+threshold when every real keyword clip is to train the shipped model.
+
+The real clips of a prepared work folder (prepared with ``--validation-percent 0
+--testing-percent 0``, so all of them are in its training split) are dealt into ``folds``
+groups **by speaker** (a salted SHA-1 of the speaker id, as the corpus's own split rule);
+synthetic clips and long recordings are never held out by a fold. For each seed and each
+fold a model is trained on the other folds with the given settings (a fixed number of
+epochs: there is no validation keyword to stop on), exported to int8, and its held-out
+fold is scored through kwsd's own decision path (:func:`training.evaluate.score_split`),
+together with the work folder's validation long recordings (false accepts per hour).
+
+Written to ``OUT/crossval.json`` (and ``crossval.md``):
+
+* ``rows``: per threshold, the clip recall and false-positive rate pooled over all folds
+  (mean over seeds) and the false accepts per hour (mean over fold models);
+* ``per_run``: each (seed, fold): ROC AUC, and recall / false-positive rate / false
+  accepts per hour at the calibrated threshold; ``summary``: their mean and spread;
+* ``calibration``: the threshold :func:`training.evaluate.calibrate` picks from ``rows``.
+
+``kwsd-train evaluate --crossval OUT`` then judges the model trained on all speakers with
+these clip figures (see :func:`combined_rows`).
+
+>>> fold_of("0a7c2a8d", 4) in range(4)
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import hash_percentage
+
+FOLD_SALT = "kwsd-cv"
+
+
+def fold_of(speaker: str, folds: int) -> int:
+    """The fold (0..folds-1) of a speaker: its salted hash percentage, cut into ``folds``."""
+    return min(folds - 1, int(hash_percentage(speaker, FOLD_SALT) * folds / 100.0))
+
+
+def real_clip_folds(items, folds: int) -> dict[int, int]:
+    """``{item index: fold}`` for every real (not synthetic) keyword / other-word clip."""
+    return {i: fold_of(it.speaker, folds) for i, it in enumerate(items)
+            if it.role in ("keyword", "word") and not it.source.startswith("synthetic:")}
+
+
+def _counts(ss, settings, keyword):
+    from .evaluate import replay
+
+    tp = fn = fp = tn = 0
+    for it, sc in zip(ss.clip_items, ss.clip_scores):
+        if sc is None:
+            continue
+        fired = bool(replay(sc, settings, keyword))
+        if it.role == "keyword":
+            tp, fn = tp + fired, fn + (not fired)
+        else:
+            fp, tn = fp + fired, tn + (not fired)
+    fa = sum(len(replay(sc, settings, keyword)) for sc in ss.long_scores if sc is not None)
+    return np.array([tp, fn, fp, tn, fa], dtype=np.int64)
+
+
+def _rows_from(counts: np.ndarray, hours: float, thresholds) -> list[dict]:
+    """DET rows (:func:`training.evaluate.calibrate`'s input) from summed counts per
+    threshold ``[tp, fn, fp, tn, fa]``."""
+    rows = []
+    for t, (tp, fn, fp, tn, fa) in zip(thresholds, counts):
+        rows.append({"threshold": float(t),
+                     "recall": round(tp / max(1, tp + fn), 4),
+                     "clip_false_reject_rate": round(fn / max(1, tp + fn), 4),
+                     "clip_false_positive_rate": round(fp / max(1, fp + tn), 5),
+                     "false_accepts_per_hour": round(fa / hours, 3) if hours else None,
+                     "counts": [int(v) for v in (tp, fn, fp, tn, fa)]})
+    return rows
+
+
+def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settings=None,
+             target_fa_per_hour=0.3, target_fpr=0.005, min_recall=0.8, workers=None,
+             progress=True, command="") -> dict:
+    """Run the cross-validation described in the module docstring; returns the report."""
+    from kwsd.detector import DetectorSettings
+
+    from .data import DatasetError
+    from .evaluate import THRESHOLDS, calibrate, clip_auc, score_split
+    from .export import export
+    from .features import Arrays
+    from .train import load_prepared, train
+
+    workdir, out_dir = Path(workdir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items, meta, _, arrays = load_prepared(workdir, progress, workers)
+    fold_map = real_clip_folds(items, folds)
+    kw_speakers = {items[i].speaker for i in fold_map if items[i].role == "keyword"}
+    if folds < 2 or len(kw_speakers) < folds:
+        raise DatasetError(workdir, f"{folds}-fold cross-validation needs at least {max(2, folds)} "
+                                    f"speakers of the keyword in the training split (found "
+                                    f"{len(kw_speakers)}; prepare with --validation-percent 0 "
+                                    f"--testing-percent 0)")
+    held_long = [it for it in items if it.split == "validation" and it.role in ("long", "noise")]
+    settings = settings or DetectorSettings(threshold=0.5, smoothing=3, refractory_s=1.0,
+                                            hop_s=0.1)
+    thresholds = np.asarray(THRESHOLDS)
+    keyword = meta["keyword"]
+    runs, per_seed = [], {}
+    for seed in seeds:
+        total = np.zeros((len(thresholds), 5), np.int64)
+        hours_total = 0.0
+        for f in range(folds):
+            held = {i for i, fo in fold_map.items() if fo == f}
+            run_dir = out_dir / f"seed{seed}-fold{f}"
+            t0 = time.time()
+            summary = train(workdir, run_dir, seed=seed, exclude=held, progress=progress,
+                            workers=workers, command=command, **(train_kwargs or {}))
+            tr = arrays["training"]
+            keep = ~np.isin(tr.group, np.fromiter(held, dtype=np.int64))
+            fold_arrays = dict(arrays, training=Arrays(tr.x[keep], tr.y[keep], tr.kind[keep],
+                                                       tr.group[keep]))
+            exported = export(run_dir, workdir, settings=settings, progress=progress,
+                              arrays=fold_arrays)
+            eval_items = []
+            for i in sorted(held):
+                it = copy.copy(items[i])
+                it.split = "validation"
+                eval_items.append(it)
+            ss = score_split(exported["int8"]["path"], eval_items + held_long, "validation",
+                             settings, workers=workers, progress=progress, seed=seed)
+            counts = np.stack([_counts(ss, settings.with_overrides(threshold=float(t)), keyword)
+                               for t in thresholds])
+            total += counts
+            hours_total += ss.long_hours
+            runs.append({"seed": seed, "fold": f, "roc_auc": clip_auc(ss),
+                         "keyword_clips": int(counts[0][0] + counts[0][1]),
+                         "other_clips": int(counts[0][2] + counts[0][3]),
+                         "speakers": len({items[i].speaker for i in held}),
+                         "hours": round(ss.long_hours, 3), "counts": counts.tolist(),
+                         "train_seconds": summary["train_seconds"],
+                         "seconds": round(time.time() - t0, 1),
+                         "clip_max": [[it.role, it.word, it.path,
+                                       None if sc is None or not len(sc.scores)
+                                       else round(float(sc.scores.max()), 5)]
+                                      for it, sc in zip(ss.clip_items, ss.clip_scores)]})
+            print(f"crossval: seed {seed} fold {f}: AUC {runs[-1]['roc_auc']}, "
+                  f"{runs[-1]['seconds']:.0f} s", file=sys.stderr)
+        per_seed[seed] = (total, hours_total)
+    # pool the folds of each seed, then average the seeds' rows
+    seed_rows = [_rows_from(t, h, thresholds) for t, h in per_seed.values()]
+    rows = []
+    for k, t in enumerate(thresholds):
+        r = {"threshold": float(t)}
+        for key in ("recall", "clip_false_reject_rate", "clip_false_positive_rate",
+                    "false_accepts_per_hour"):
+            vals = [sr[k][key] for sr in seed_rows if sr[k][key] is not None]
+            r[key] = round(float(np.mean(vals)), 5) if vals else None
+        rows.append(r)
+    cal = calibrate(rows, target_fa_per_hour, target_fpr, min_recall)
+    k = int(np.argmin(np.abs(thresholds - cal["threshold"])))
+    for run in runs:
+        tp, fn, fp, tn, fa = run["counts"][k]
+        run["at_threshold"] = {"recall": round(tp / max(1, tp + fn), 4),
+                               "false_positive_rate": round(fp / max(1, fp + tn), 5),
+                               "false_accepts_per_hour": round(fa / run["hours"], 3)
+                               if run["hours"] else None}
+    report = {"command": command, "workdir": str(workdir.resolve()), "folds": folds,
+              "seeds": list(seeds), "fold_salt": FOLD_SALT, "keyword": keyword,
+              "settings": dataclasses.asdict(settings),
+              "train": train_kwargs or {}, "thresholds": thresholds.tolist(), "rows": rows,
+              "per_seed_rows": {str(s): r for s, r in zip(per_seed, seed_rows)},
+              "calibration": cal, "per_run": runs,
+              "summary": summarise(runs, seed_rows, k),
+              "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr,
+                          "min_recall": min_recall}}
+    report["summary"]["pooled_roc_auc"] = pooled_auc(report)
+    with open(out_dir / "crossval.json", "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=1)
+    (out_dir / "crossval.md").write_text(markdown(report), encoding="utf-8")
+    return report
+
+
+def summarise(runs: list[dict], seed_rows: list[list[dict]], k: int) -> dict:
+    """Mean, standard deviation, min and max over the (seed, fold) runs at row ``k``, and
+    the pooled figures of each seed at that threshold."""
+    def stats(vals):
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return None
+        return {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4),
+                "min": round(float(np.min(vals)), 4), "max": round(float(np.max(vals)), 4)}
+    return {"roc_auc": stats([r["roc_auc"] for r in runs]),
+            "recall": stats([r["at_threshold"]["recall"] for r in runs]),
+            "false_positive_rate": stats([r["at_threshold"]["false_positive_rate"] for r in runs]),
+            "false_accepts_per_hour": stats([r["at_threshold"]["false_accepts_per_hour"]
+                                             for r in runs]),
+            "pooled_per_seed": [{"recall": sr[k]["recall"],
+                                 "false_positive_rate": sr[k]["clip_false_positive_rate"],
+                                 "false_accepts_per_hour": sr[k]["false_accepts_per_hour"]}
+                                for sr in seed_rows]}
+
+
+def markdown(report: dict) -> str:
+    """A short Markdown account of a cross-validation report."""
+    cal, s = report["calibration"], report["summary"]
+    lines = [f"# Cross-validation: {report['folds']} speaker folds x "
+             f"{len(report['seeds'])} seed(s)", "", f"`{report['command']}`", "",
+             f"Calibrated threshold: **{cal['threshold']:g}** (targets met: "
+             f"{cal['met_targets']}); ROC AUC of all held-out clips pooled over folds: "
+             f"{s.get('pooled_roc_auc')}", "",
+             "| per (seed, fold) | mean | std | min | max |", "|---|---|---|---|---|"]
+    for key in ("roc_auc", "recall", "false_positive_rate", "false_accepts_per_hour"):
+        v = s.get(key)
+        if v:
+            lines.append(f"| {key} | {v['mean']} | {v['std']} | {v['min']} | {v['max']} |")
+    lines += ["", "Pooled over folds, per seed, at the calibrated threshold:", ""]
+    for seed, p in zip(report["seeds"], s["pooled_per_seed"]):
+        lines.append(f"- seed {seed}: recall {p['recall']}, other-word false positives "
+                     f"{p['false_positive_rate']}, false accepts/h {p['false_accepts_per_hour']}")
+    lines += ["", "| run | speakers | stop clips | other clips | AUC | recall | FPR | FA/h | s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["per_run"]:
+        a = r["at_threshold"]
+        lines.append(f"| seed {r['seed']} fold {r['fold']} | {r['speakers']} | "
+                     f"{r['keyword_clips']} | {r['other_clips']} | {r['roc_auc']} | "
+                     f"{a['recall']} | {a['false_positive_rate']} | "
+                     f"{a['false_accepts_per_hour']} | {r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def pooled_auc(report: dict) -> float | None:
+    """ROC AUC of every held-out clip's highest score, pooled over folds (per seed, mean)."""
+    from .evaluate import roc_auc
+
+    out = []
+    for seed in report["seeds"]:
+        pos, neg = [], []
+        for r in report["per_run"]:
+            if r["seed"] != seed:
+                continue
+            for role, _, _, score in r["clip_max"]:
+                if score is not None:
+                    (pos if role == "keyword" else neg).append(score)
+        auc = roc_auc(np.array(pos), np.array(neg))
+        if auc is not None:
+            out.append(auc)
+    return round(float(np.mean(out)), 5) if out else None
+
+
+def combined_rows(report: dict, model_rows: list[dict]) -> list[dict]:
+    """DET rows for calibrating a model trained on every speaker: clip recall and false
+    positives from the cross-validation, false accepts per hour from the model's own
+    held-out long audio (``model_rows``, :func:`training.evaluate.det_curve`)."""
+    by_t = {round(r["threshold"], 4): r for r in report["rows"]}
+    out = []
+    for r in model_rows:
+        cv = by_t.get(round(r["threshold"], 4))
+        if cv is None:
+            continue
+        out.append(dict(r, clip_false_reject_rate=cv["clip_false_reject_rate"],
+                        clip_false_positive_rate=cv["clip_false_positive_rate"],
+                        recall=cv["recall"]))
+    return out
