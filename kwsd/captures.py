@@ -297,35 +297,10 @@ class CaptureWriter:
                 self._queue.task_done()
 
     def _write(self, samples, rate, record):
-        import soundfile as sf
-
-        from .frontend import resample_signal
-
-        x = np.asarray(samples, np.float64)
-        if rate != self.out_rate:
-            x = resample_signal(x, rate, self.out_rate)
-        x = np.clip(x, -1.0, 1.0)
-        stem = capture_stem(record.get("wall_time", 0.0), record.get("kind", "capture"),
-                            float(record.get("score", 0.0)))
-        record = dict(record, rate=self.out_rate, seconds=round(x.size / self.out_rate, 3),
-                      file=stem + ".flac")
-        flac, side = self.folder / (stem + ".flac"), self.folder / (stem + ".json")
-        tmp_flac, tmp_side = flac.with_suffix(".flac.tmp"), side.with_suffix(".json.tmp")
         try:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with _open_private(tmp_flac) as fh:
-                sf.write(fh, x, self.out_rate, format="FLAC", subtype="PCM_16")
-            with _open_private(tmp_side) as fh:
-                fh.write(json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
-            os.replace(tmp_side, side)
-            os.replace(tmp_flac, flac)
+            flac = write_capture(self.folder, samples, rate, self.out_rate, record)
         except (OSError, RuntimeError) as exc:     # soundfile raises RuntimeError subclasses
             self.failed += 1
-            for p in (tmp_flac, tmp_side):
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
             if not self._failing:
                 self._failing = True
                 log.warning("captures: cannot write to %s (%s); detection goes on, "
@@ -366,6 +341,45 @@ class CaptureWriter:
                     except OSError:
                         pass
             self.deleted += 1
+
+
+def write_capture(folder, samples, rate: int, out_rate: int, record: dict) -> Path:
+    """Write one capture into ``folder``: mono ``samples`` at ``rate`` resampled to
+    ``out_rate`` (the front end's resampler), as 16-bit FLAC plus a JSON sidecar (``record``
+    with ``rate``, ``seconds`` and ``file`` added), both mode 0600, each renamed into place
+    whole. Returns the ``.flac`` path; raises ``OSError`` (or soundfile's ``RuntimeError``)
+    and leaves no partial file when the disk refuses."""
+    import soundfile as sf
+
+    from .frontend import resample_signal
+
+    folder = Path(folder)
+    x = np.asarray(samples, np.float64).reshape(-1)
+    if rate != out_rate:
+        x = resample_signal(x, rate, out_rate)
+    x = np.clip(x, -1.0, 1.0)
+    stem = capture_stem(record.get("wall_time", 0.0), record.get("kind", "capture"),
+                        float(record.get("score", 0.0)))
+    record = dict(record, rate=int(out_rate), seconds=round(x.size / out_rate, 3),
+                  file=stem + ".flac")
+    flac, side = folder / (stem + ".flac"), folder / (stem + ".json")
+    tmp_flac, tmp_side = flac.with_suffix(".flac.tmp"), side.with_suffix(".json.tmp")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _open_private(tmp_flac) as fh:
+            sf.write(fh, x, int(out_rate), format="FLAC", subtype="PCM_16")
+        with _open_private(tmp_side) as fh:
+            fh.write(json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
+        os.replace(tmp_side, side)
+        os.replace(tmp_flac, flac)
+    except BaseException:
+        for p in (tmp_flac, tmp_side):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        raise
+    return flac
 
 
 def list_captures(root, labels=(UNLABELLED,) + LABELS) -> list:

@@ -133,9 +133,10 @@ class DetTable:
     (0.7, 0.9)
     """
 
-    hours: float
-    clips: int
-    rows: tuple          # ((threshold, false accepts per hour, recall), ...) by threshold
+    hours: float | None
+    clips: int | None
+    rows: tuple          # ((threshold, false accepts/hour, recall), ...) by threshold; None:
+                         # not measured
 
     @classmethod
     def from_metadata(cls, metadata: dict | None) -> "DetTable | None":
@@ -144,30 +145,40 @@ class DetTable:
         d = (metadata or {}).get("det_table")
         if d is None:
             return None
+        def num(x, kind=float):
+            return None if x is None else kind(x)
+
         try:
-            hours, clips = float(d["hours"]), int(d["clips"])
-            rows = tuple(sorted((float(t), float(fa), float(r)) for t, fa, r in d["rows"]))
+            hours, clips = num(d["hours"]), num(d["clips"], int)
+            rows = tuple(sorted(((float(t), num(fa), num(r)) for t, fa, r in d["rows"]),
+                                key=lambda row: row[0]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"det_table is malformed ({exc!s}; expected "
                              "{'hours': H, 'clips': N, 'rows': [[threshold, "
                              "false_accepts_per_hour, recall], ...]})") from None
-        if not rows or hours <= 0 or any(not 0 < t <= 1 or fa < 0 or not 0 <= r <= 1
-                                         for t, fa, r in rows):
+        if not rows or (hours is not None and hours <= 0) or any(
+                not 0 < t <= 1 or (fa is not None and fa < 0)
+                or (r is not None and not 0 <= r <= 1) for t, fa, r in rows):
             raise ValueError("det_table needs hours > 0 and rows of threshold in (0, 1], "
                              "false accepts per hour >= 0, recall in [0, 1]")
         return cls(hours, clips, rows)
 
     def threshold_for(self, max_false_accepts_per_hour: float) -> float:
         """The lowest threshold whose false accepts per hour are ``<=`` the target: the
-        best recall that meets it. Raises ``ValueError`` when no row does."""
-        for t, fa, _ in self.rows:
+        best recall that meets it. Raises ``ValueError`` when no row does (rows without a
+        figure, null in the table, never do)."""
+        known = [row for row in self.rows if row[1] is not None]
+        for t, fa, _ in known:
             if fa <= max_false_accepts_per_hour:
                 return t
-        best = min(self.rows, key=lambda row: (row[1], row[0]))
+        if not known:
+            raise ValueError("the model's det_table has no false-accept figures (it was "
+                             "measured on no audio without the keyword)")
+        best = min(known, key=lambda row: (row[1], row[0]))
         raise ValueError(f"no threshold in the model's table gives <= "
                          f"{max_false_accepts_per_hour:g} false accepts per hour (the fewest "
                          f"is {best[1]:g}/h at threshold {best[0]:g}, measured on "
-                         f"{self.hours:g} h)")
+                         f"{self.hours or 0:g} h)")
 
     def row_at(self, threshold: float):
         """The row whose threshold is nearest ``threshold``."""

@@ -115,3 +115,14 @@ def test_a_malformed_det_table_is_named(bad):
 def test_meter_thresholds_are_the_hundredths():
     assert THRESHOLDS[0] == 0.01 and THRESHOLDS[-1] == 1.0 and len(THRESHOLDS) == 100
     assert json.loads(json.dumps(THRESHOLDS.tolist()))[49] == 0.5
+
+
+def test_null_figures_in_a_det_table_are_never_chosen():
+    t = DetTable.from_metadata({"det_table": {"hours": None, "clips": 12, "rows": [
+        [0.5, None, 0.9], [0.7, None, None]]}})
+    assert t.rows[0] == (0.5, None, 0.9)
+    with pytest.raises(ValueError, match="no false-accept figures"):
+        t.threshold_for(1.0)
+    t = DetTable.from_metadata({"det_table": {"hours": 2, "clips": None, "rows": [
+        [0.5, 2.0, None], [0.7, 0.2, None]]}})
+    assert t.threshold_for(0.5) == 0.7

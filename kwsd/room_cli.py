@@ -1,0 +1,314 @@
+"""``kwsd stats``, ``kwsd captures`` and ``kwsd enroll``: the room-learning commands.
+
+    kwsd stats                  detections/hour the room's audio gave, per threshold, next
+                                to the model's own held-out table (live and shadow model)
+    kwsd captures               list the captures; ``--label``: play each unlabelled one and
+                                label it with a key (s = stop, o = other, d = delete ...)
+    kwsd enroll --count 10      record prompted "stop"s through the configured microphone
+                                into the capture folder's ``stop/``
+
+Each reads the daemon's config (``--config``, default ``/etc/kwsd/kwsd.yaml``) for the
+capture folder, the state folder, the models and the microphone. The logic is in plain
+functions (:func:`stats_rows`, :func:`apply_key`, :class:`Enrolment`); the commands are
+thin shells around them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .captures import (LABELS, POSITIVE, UNLABELLED, label_capture, list_captures,
+                       write_capture)
+from .metadata import DetTable, read_metadata
+from .meter import ScoreMeter, load_meters
+
+DEFAULT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+# --------------------------------------------------------------------------- stats
+
+def model_facts(path):
+    """``(sha256, DetTable or None, metadata dict)`` of a model file, read without loading
+    an interpreter; None when the file cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    meta = {}
+    try:
+        meta = read_metadata(data) or {}
+    except Exception:  # noqa: BLE001 - a damaged model still has a hash
+        pass
+    try:
+        table = DetTable.from_metadata(meta)
+    except ValueError:
+        table = None
+    return hashlib.sha256(data).hexdigest(), table, meta
+
+
+def stats_rows(state: dict, table: DetTable | None, thresholds=DEFAULT_THRESHOLDS) -> list:
+    """For each threshold: ``(threshold, room detections/hour, share of time at or above,
+    model false accepts/hour, model recall)``; None where a figure is unknown."""
+    m = ScoreMeter.resume(state, state.get("model_sha256", ""), *_settings(state))
+    rows = []
+    for t in thresholds:
+        row = table.row_at(t) if table else None
+        exact = row is not None and abs(row[0] - t) < 1e-9
+        rows.append((t, m.per_hour(t), m.share_above(t), row[1] if exact else None,
+                     row[2] if exact else None))
+    return rows
+
+
+def _settings(state):
+    hop, refractory, smoothing = state.get("settings", [0.1, 1.0, 1])
+    return hop, refractory, smoothing
+
+
+def _num(x, fmt):
+    return "-" if x is None else format(x, fmt)
+
+
+def format_stats(role: str, state: dict, table: DetTable | None, threshold=None,
+                 thresholds=DEFAULT_THRESHOLDS) -> str:
+    """One model's block of ``kwsd stats``."""
+    hours = state.get("seconds", 0.0) / 3600
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.get("since", 0)))
+    head = (f"{role} {state.get('model', '?')} (sha256 {state.get('model_sha256', '?')[:12]}): "
+            f"{hours:.2f} h of audio since {since}, {state.get('detections', 0)} detection(s)"
+            + (f" at threshold {threshold:g}" if threshold is not None else ""))
+    lines = [head]
+    if table is not None:
+        lines.append(f"  model's own figures: held-out {_num(table.hours, 'g')} h without the "
+                     f"keyword, {_num(table.clips, 'd')} keyword clips")
+    lines.append("  threshold  room det/h  time >= t  model FA/h  model recall")
+    for t, per_h, share, fa, recall in stats_rows(state, table, thresholds):
+        mark = " <" if threshold is not None and abs(t - threshold) < 1e-9 else ""
+        lines.append(f"  {t:9.2f}  {_num(per_h, '10.2f')}  {_num(share, '9.2%')}  "
+                     f"{_num(fa, '10.2f')}  {_num(recall, '12.2f')}{mark}")
+    return "\n".join(lines)
+
+
+def stats_report(state_file, models: dict, thresholds=DEFAULT_THRESHOLDS) -> str:
+    """The whole ``kwsd stats`` text. ``models``: ``{role: (path, threshold or None)}`` for
+    ``"live"`` and ``"shadow"`` (a missing role is skipped)."""
+    doc = load_meters(state_file)
+    blocks, shas = [], {}
+    for role in ("live", "shadow"):
+        if role not in models or not models[role][0]:
+            continue
+        path, threshold = models[role]
+        facts = model_facts(path)
+        if facts is None:
+            blocks.append(f"{role} {path}: cannot read the model file")
+            continue
+        sha, table, meta = facts
+        shas[role] = sha
+        if threshold is None:
+            threshold = (meta.get("detector") or {}).get("threshold")
+        state = doc["meters"].get(sha)
+        if state is None:
+            blocks.append(f"{role} {os.path.basename(path)}: no audio metered yet "
+                          f"(the daemon saves the meter to {state_file} every minute)")
+            continue
+        blocks.append(format_stats(role, state, table, threshold, thresholds))
+    if "live" in shas and "shadow" in shas:
+        c = doc.get("agreement", {}).get(f"{shas['live']}:{shas['shadow']}")
+        if c:
+            blocks.append(f"live and shadow: {c['both']} detection(s) by both, "
+                          f"{c['live_only']} by the live model only, {c['shadow_only']} by "
+                          f"the shadow only")
+    if not blocks:
+        blocks.append(f"no meter state in {state_file}")
+    blocks.append("Room det/h counts every detection the room's audio would have given at "
+                  "each threshold (the detector's rule over the smoothed scores the daemon "
+                  "saw): mostly false accepts, plus the times someone said the word.")
+    return "\n\n".join(blocks)
+
+
+# --------------------------------------------------------------------------- captures
+
+KEYS = {"s": "stop", "o": "other", "u": "unlabelled", "d": "delete", "k": "skip",
+        "": "skip", "p": "play", "q": "quit"}
+KEY_HELP = "[s]top  [o]ther  [d]elete  [p]lay again  [k]eep unlabelled (Enter)  [q]uit"
+
+
+def apply_key(flac, key: str):
+    """Act on one capture for a key press; returns ``(action, path or None)``.
+
+    ``s``/``o`` move it (and its sidecar) to ``stop/``/``other/``, ``d`` deletes both
+    files, ``u`` moves it back to ``unlabelled/``; ``p``, ``k`` (or Enter) and ``q`` leave it.
+
+    >>> apply_key("x.flac", "?")
+    ('unknown', None)
+    """
+    action = KEYS.get(key.strip().lower()[:1] if key.strip() else "", "unknown")
+    flac = Path(flac)
+    if action in LABELS or action == UNLABELLED:
+        return action, label_capture(flac, action)
+    if action == "delete":
+        for p in (flac, flac.with_suffix(".json")):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        return action, None
+    return action, (flac if action in ("skip", "play", "quit") else None)
+
+
+def describe_capture(label, flac, record) -> str:
+    """One line of ``kwsd captures``."""
+    when = record.get("time_utc", "?")[:19].replace("T", " ")
+    score = record.get("score")
+    return (f"{label:<10} {when}  {record.get('kind', '?'):<9} "
+            f"{_num(score, '.3f'):>5}  {record.get('model', '?')}  {flac}")
+
+
+def play(flac, device=None):
+    """Play a capture through the default output (or ``device``) and wait for the end."""
+    import sounddevice as sd
+    import soundfile as sf
+
+    data, rate = sf.read(str(flac), dtype="float32")
+    sd.play(data, rate, device=device)
+    sd.wait()
+
+
+def label_loop(root, read_key=input, out=sys.stdout, play_audio=play) -> dict:
+    """Play each unlabelled capture and act on the key read for it; returns counts."""
+    counts = {}
+    for label, flac, record in list_captures(root, labels=(UNLABELLED,)):
+        print(describe_capture(label, flac, record), file=out)
+        action = "play"
+        while action in ("play", "unknown"):
+            if action == "play" and play_audio is not None:
+                try:
+                    play_audio(flac)
+                except Exception as exc:  # noqa: BLE001 - no speaker is no reason to stop
+                    print(f"  (cannot play: {exc})", file=out)
+                    play_audio = None
+            try:
+                key = read_key(f"  {KEY_HELP}: ")
+            except EOFError:
+                key = "q"
+            action, _ = apply_key(flac, key)
+            if action == "unknown":
+                print(f"  unknown key {key!r}", file=out)
+        counts[action] = counts.get(action, 0) + 1
+        if action == "quit":
+            break
+    return counts
+
+
+# --------------------------------------------------------------------------- enrol
+
+class Enrolment:
+    """Finds one spoken word in a stream of microphone blocks: waits for the level to rise
+    ``margin_db`` above the room's floor (measured over the first ``floor_s``), then keeps
+    ``before_s`` before the onset and ``after_s`` after it. Pure: feed blocks, get clips.
+
+    >>> e = Enrolment(rate=1000, floor_s=0.1, before_s=0.1, after_s=0.2)
+    >>> quiet, loud = np.full(50, 0.001), np.full(50, 0.3)
+    >>> clips = [c for c in map(e.push, [quiet] * 4 + [loud] * 4 + [quiet] * 2) if c is not None]
+    >>> len(clips), clips[0].size          # 0.1 s before the onset, 0.2 s from it
+    (1, 300)
+    """
+
+    def __init__(self, rate: int, floor_s=0.5, before_s=0.5, after_s=1.5, margin_db=15.0,
+                 min_dbfs=-50.0):
+        self.rate = rate
+        self.floor_s, self.before_s, self.after_s = floor_s, before_s, after_s
+        self.margin_db, self.min_dbfs = margin_db, min_dbfs
+        self._floor = []
+        self._buf = []
+        self._kept = 0
+        self._onset = None            # samples kept at the onset
+
+    def reset(self):
+        """Start over for the next word (the floor is kept)."""
+        self._buf, self._kept, self._onset = [], 0, None
+
+    def push(self, block):
+        """One block of mono float samples; returns the clip once complete, else None."""
+        x = np.asarray(block, np.float64).reshape(-1)
+        level = 10 * np.log10(np.mean(x ** 2) + 1e-12)
+        if sum(b.size for b in self._floor) < self.floor_s * self.rate:
+            self._floor.append(x)
+            return None
+        self._buf.append(x)
+        self._kept += x.size
+        if self._onset is None:
+            floor = 10 * np.log10(np.mean(np.concatenate(self._floor) ** 2) + 1e-12)
+            if level >= max(floor + self.margin_db, self.min_dbfs):
+                self._onset = self._kept - x.size
+            else:                      # keep only what may come before an onset
+                while self._buf and self._kept - self._buf[0].size >= self.before_s * self.rate:
+                    self._kept -= self._buf.pop(0).size
+                return None
+        if self._kept - self._onset < self.after_s * self.rate:
+            return None
+        audio = np.concatenate(self._buf)
+        start = max(0, self._onset - int(self.before_s * self.rate))
+        clip = audio[start:self._onset + int(self.after_s * self.rate)]
+        self.reset()
+        return clip
+
+
+def enroll(blocks, rate: int, out_rate: int, folder, count: int, prompt=print,
+           timeout_s: float = 10.0, device: str = "") -> list:
+    """Prompt ``count`` times and save each word heard (see :class:`Enrolment`) into
+    ``folder`` as a capture; ``blocks`` yields mono float blocks at ``rate``. Returns the
+    paths written. A prompt that hears nothing in ``timeout_s`` is asked again (twice)."""
+    e = Enrolment(rate)
+    written, misses = [], 0
+    it = iter(blocks)
+    for block in it:                   # the room's floor first, before the first prompt
+        e.push(block)
+        if sum(b.size for b in e._floor) >= e.floor_s * rate:
+            break
+    n = 1
+    while n <= count:
+        prompt(f"say 'stop' ({n}/{count})")
+        heard, waited = None, 0
+        for block in it:
+            waited += len(block)
+            heard = e.push(block)
+            if heard is not None or waited >= timeout_s * rate:
+                break
+        if heard is None:
+            misses += 1
+            e.reset()
+            if misses > 2:
+                prompt("heard nothing; check the microphone (kwsd listen shows its level)")
+                break
+            prompt("heard nothing, once more")
+            continue
+        record = {"kind": "enrolled", "score": 0.0, "wall_time": time.time(),
+                  "time_utc": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                  "device": device, "role": "enroll"}
+        written.append(write_capture(folder, heard, rate, out_rate, record))
+        prompt(f"  saved {written[-1].name}")
+        n += 1
+    return written
+
+
+def microphone_blocks(device, rate: int, channels: int, channel="mix", block_s=0.02):
+    """Mono float blocks from an input device, as a generator (closed when it is)."""
+    import sounddevice as sd
+
+    from .frontend import to_float_mono
+
+    with sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="int16",
+                        blocksize=int(rate * block_s)) as stream:
+        while True:
+            data, _ = stream.read(int(rate * block_s))
+            yield to_float_mono(data, channel)
+
+
+__all__ = ["stats_rows", "stats_report", "apply_key", "label_loop", "Enrolment", "enroll",
+           "POSITIVE"]
