@@ -11,23 +11,51 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 from . import __version__
-from .errors import EX_CONFIG, KwsdError
+from .errors import EX_CONFIG, EX_USAGE, KwsdError
 
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the exit status the README promises for a bad command line (64)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def finite_float(text) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def profile_name(text) -> str:
+    """An argparse type: the name of a built-in feature profile."""
+    from .profiles import PROFILES
+
+    if text not in PROFILES:
+        raise argparse.ArgumentTypeError(f"unknown feature profile {text!r} "
+                                         f"(known: {', '.join(PROFILES)})")
+    return text
 
 
 def resolve_model(args, cfg=None):
     """The model path: ``--model``, else the config's ``model``, else the bundled model."""
     from .model import BUNDLED_MODEL
 
-    return args.model or (cfg or {}).get("model") or BUNDLED_MODEL
+    return args.model or (cfg.model if cfg else None) or BUNDLED_MODEL
 
 
 def _detector_overrides(args, cfg=None) -> dict:
-    overrides = dict((cfg or {}).get("detector") or {})
-    overrides.pop("max_lag_s", None)
+    overrides = cfg.detector.overrides() if cfg else {}
     for key in ("threshold", "smoothing", "refractory_s", "hop_s"):
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
@@ -43,7 +71,8 @@ def cmd_detect(args) -> int:
     if args.config:
         from .config import load_config
         cfg = load_config(args.config)
-    model = load_model(resolve_model(args, cfg), profile=args.profile or (cfg or {}).get("profile"))
+    model = load_model(resolve_model(args, cfg),
+                       profile=args.profile or (cfg.profile if cfg else None))
     try:
         settings = resolve_settings(model, _detector_overrides(args, cfg))
     except ValueError as exc:
@@ -53,7 +82,7 @@ def cmd_detect(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kwsd", description="Always-listening 'stop' keyword spotter.")
+    parser = ArgumentParser(prog="kwsd", description="Always-listening 'stop' keyword spotter.")
     parser.add_argument("--version", action="version", version=f"kwsd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -64,11 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--model", help="a .tflite model (default: the config's, else the bundled one)")
     p.add_argument("--config", help="a kwsd YAML config to take the model and detector settings from")
-    p.add_argument("--profile", help="feature profile for a model without kwsd metadata")
-    p.add_argument("--threshold", type=float, help="override the model's threshold (0..1]")
+    p.add_argument("--profile", type=profile_name,
+                   help="feature profile for a model without kwsd metadata")
+    p.add_argument("--threshold", type=finite_float, help="override the model's threshold (0..1]")
     p.add_argument("--smoothing", type=int, help="override the model's smoothing (hops)")
-    p.add_argument("--refractory-s", dest="refractory_s", type=float, help="override the refractory period")
-    p.add_argument("--hop-s", dest="hop_s", type=float, help="override seconds between decisions")
+    p.add_argument("--refractory-s", dest="refractory_s", type=finite_float,
+                   help="override the refractory period")
+    p.add_argument("--hop-s", dest="hop_s", type=finite_float,
+                   help="override seconds between decisions")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--scores", action="store_true", help="also print every hop's score")
     p.set_defaults(func=cmd_detect)

@@ -7,7 +7,7 @@ config (``gpio.pin_factory``) or gpiozero's own ``GPIOZERO_PIN_FACTORY`` variabl
 >>> import os; os.environ["GPIOZERO_PIN_FACTORY"] = "mock"
 >>> from kwsd.config import parse_config
 >>> cfg = parse_config({"model": "stop.tflite", "actions": [{"type": "led", "pin": "BOARD11"}]})
->>> acts = Actions(cfg["actions"])
+>>> acts = Actions(cfg.actions)
 >>> acts.outputs()[0].describe()
 'led GPIO17'
 >>> acts.close()          # every output to its safe state, pins released
@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import threading
 import time
 
 log = logging.getLogger("kwsd.actions")
+
+#: At most this many copies of one command run at once; a detection meanwhile is logged and
+#: the command is not started again (a slow hook cannot pile up processes).
+MAX_RUNNING = 4
 
 
 def make_pin_factory(name):
@@ -56,7 +61,7 @@ class LedAction:
         from gpiozero import LED
 
         self.spec = spec
-        self.led = LED(spec["pin"], active_high=spec["active_high"], initial_value=False,
+        self.led = LED(spec.pin, active_high=spec.active_high, initial_value=False,
                        pin_factory=factory)
 
     def describe(self):
@@ -65,7 +70,7 @@ class LedAction:
 
     def fire(self, detection):
         """Light the LED for ``on_time`` seconds (gpiozero's background blink, once)."""
-        self.led.blink(on_time=self.spec["on_time"], off_time=0, n=1, background=True)
+        self.led.blink(on_time=self.spec.on_time, off_time=0, n=1, background=True)
         return "on"
 
     def pin(self):
@@ -90,8 +95,8 @@ class RelayAction:
         from gpiozero import DigitalOutputDevice
 
         self.spec = spec
-        self.dev = DigitalOutputDevice(spec["pin"], active_high=spec["active_high"],
-                                       initial_value=spec["initial_value"],
+        self.dev = DigitalOutputDevice(spec.pin, active_high=spec.active_high,
+                                       initial_value=spec.initial_value,
                                        pin_factory=factory)
 
     def describe(self):
@@ -100,9 +105,9 @@ class RelayAction:
 
     def fire(self, detection):
         """Apply the configured mode; return the new state as ``'on'`` / ``'off'``."""
-        mode = self.spec["mode"]
+        mode = self.spec.mode
         if mode == "pulse":
-            self.dev.blink(on_time=self.spec["pulse_s"], off_time=0, n=1, background=True)
+            self.dev.blink(on_time=self.spec.pulse_s, off_time=0, n=1, background=True)
             return "on"
         if mode == "latch_on":
             self.dev.on()
@@ -118,9 +123,9 @@ class RelayAction:
 
     def close(self):
         """Safe state (``safe_state``: off, on, or the initial value), then release."""
-        safe = self.spec["safe_state"]
+        safe = self.spec.safe_state
         if safe == "initial":
-            safe = "on" if self.spec["initial_value"] else "off"
+            safe = "on" if self.spec.initial_value else "off"
         self.dev.on() if safe == "on" else self.dev.off()
         self.dev.close()
 
@@ -129,20 +134,29 @@ class CommandAction:
     """Run ``argv`` (no shell) per detection, in the background, killed after ``timeout_s``.
 
     The child gets ``KWSD_KEYWORD``, ``KWSD_SCORE`` (e.g. ``0.912``) and ``KWSD_TIME``
-    (Unix time of the detection, seconds) in its environment.
+    (Unix time of the detection, seconds) in its environment. It runs in its own process
+    group: on timeout and on shutdown the whole group is killed, so what it started in the
+    background goes too. At most :data:`MAX_RUNNING` run at once.
     """
+
+    is_output = False
 
     def __init__(self, spec, factory=None):
         self.spec = spec
         self._lock = threading.Lock()
         self._running = set()
+        self._starting = 0
 
     def describe(self):
         """Short human name, e.g. ``'command /usr/local/bin/stop-it'``."""
-        return "command " + self.spec["argv"][0]
+        return "command " + self.spec.argv[0]
 
     def fire(self, detection):
         """Start the command and return at once; a thread waits for it."""
+        with self._lock:
+            if len(self._running) + self._starting >= MAX_RUNNING:
+                return f"skipped ({MAX_RUNNING} still running)"
+            self._starting += 1
         env = dict(os.environ,
                    KWSD_KEYWORD=str(getattr(detection, "keyword", "") or ""),
                    KWSD_SCORE=f"{detection.score:.3f}",
@@ -152,27 +166,32 @@ class CommandAction:
         return "started"
 
     def _run(self, env):
-        argv = self.spec["argv"]
+        argv = list(self.spec.argv)
         try:
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
-        except OSError as err:
-            log.error("command %s could not start: %s", argv[0], err.strerror or err,
+        except (OSError, ValueError) as err:
+            with self._lock:
+                self._starting -= 1
+            log.error("command %s could not start: %s", argv[0],
+                      getattr(err, "strerror", None) or err,
                       extra={"kwsd_event": "action_error"})
             return
         with self._lock:
+            self._starting -= 1
             self._running.add(proc)
         try:
-            code = proc.wait(timeout=self.spec["timeout_s"])
+            code = proc.wait(timeout=self.spec.timeout_s)
             if code != 0:
                 log.warning("command %s exited with status %s", argv[0], code,
                             extra={"kwsd_event": "action_error"})
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _kill_group(proc, signal.SIGKILL)
             proc.wait()
             log.warning("command %s still running after %ss: killed", argv[0],
-                        self.spec["timeout_s"], extra={"kwsd_event": "action_error"})
+                        self.spec.timeout_s, extra={"kwsd_event": "action_error"})
         finally:
+            _kill_group(proc, signal.SIGKILL)      # whatever it left behind in its group
             with self._lock:
                 self._running.discard(proc)
 
@@ -180,17 +199,28 @@ class CommandAction:
         """Commands have no pin."""
         return None
 
-    def close(self):
-        """Terminate commands still running (SIGTERM, then SIGKILL after 0.5 s)."""
+    def close(self, deadline=None):
+        """Terminate the commands still running with their process groups: SIGTERM, then
+        SIGKILL for those still there at ``deadline`` (monotonic; default 0.5 s from now)."""
+        deadline = time.monotonic() + 0.5 if deadline is None else deadline
         with self._lock:
             running = list(self._running)
         for proc in running:
-            proc.terminate()
+            _kill_group(proc, signal.SIGTERM)
         for proc in running:
             try:
-                proc.wait(timeout=0.5)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+            _kill_group(proc, signal.SIGKILL)
+
+
+def _kill_group(proc, sig):
+    """Send ``sig`` to the process group ``proc`` leads (it was started in a new session)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 _KINDS = {"led": LedAction, "relay": RelayAction, "command": CommandAction}
@@ -199,7 +229,7 @@ _KINDS = {"led": LedAction, "relay": RelayAction, "command": CommandAction}
 class Actions:
     """The configured list of actions, fired in order on each detection.
 
-    ``specs`` are validated action dicts from :func:`kwsd.config.parse_config`.
+    ``specs`` are the validated ``actions`` of a :class:`kwsd.config.Config`.
     One action failing is logged and does not stop the others.
     """
 
@@ -208,7 +238,7 @@ class Actions:
         self._items = []
         try:
             for spec in specs:
-                self._items.append(_KINDS[spec["type"]](spec, self.factory))
+                self._items.append(_KINDS[spec.type](spec, self.factory))
         except Exception:
             self.close()
             raise
@@ -252,10 +282,16 @@ class Actions:
         return out
 
     def close(self):
-        """Put every output in its safe state and release pins; stop running commands."""
-        for item in reversed(self._items):
-            try:
-                item.close()
-            except Exception as err:
-                log.error("%s: could not reach its safe state: %s", item.describe(), err)
-        self._items = []
+        """Every output (LED, relay) to its safe state first, pins released; then the
+        running commands are stopped (all together, within 0.5 s)."""
+        items, self._items = self._items, []
+        for item in items:
+            if getattr(item, "is_output", True):
+                try:
+                    item.close()
+                except Exception as err:
+                    log.error("%s: could not reach its safe state: %s", item.describe(), err)
+        deadline = time.monotonic() + 0.5
+        for item in items:
+            if not getattr(item, "is_output", True):
+                item.close(deadline)

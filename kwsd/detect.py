@@ -1,8 +1,9 @@
 """``kwsd detect``: run audio files through the daemon's own decision path.
 
-Each file is read, mixed down, and fed block by block (1024 frames at its own rate, as a
-microphone would deliver it) through :class:`~kwsd.spotter.Spotter`: the same front end,
-model and detector as ``kwsd run``. What you measure offline is what the Pi does.
+Each file is read block by block (1024 frames at its own rate, as a microphone would
+deliver it) through :class:`~kwsd.spotter.Spotter`, which runs the daemon's own
+:class:`~kwsd.pipeline.Pipeline`: the same front end, model and detector as ``kwsd run``.
+What you measure offline is what the Pi does.
 
     kwsd detect recording.wav
     kwsd detect --json a.wav b.flac
@@ -25,7 +26,7 @@ import sys
 
 import numpy as np
 
-from .audiofile import read_audio
+from .audiofile import AudioFile
 from .errors import EX_NOINPUT, AudioFileError
 from .listen import format_bar
 from .spotter import Spotter
@@ -36,25 +37,37 @@ BLOCK_FRAMES = 1024
 def detect_file(path, model, settings, on_event, channel="mix"):
     """Stream one file through a fresh :class:`Spotter`; call ``on_event(event)`` per event.
 
+    The file is read block by block: memory does not grow with its length.
     Raises :class:`~kwsd.errors.AudioFileError` if the file cannot be read.
     """
-    samples, rate = read_audio(path)
-    if channel != "mix" and int(channel) >= samples.shape[1]:
-        raise AudioFileError(path, f"has {samples.shape[1]} channel(s); channel {channel} asked for")
-    detect_samples(samples, rate, model, settings, on_event, channel)
+    with AudioFile(path) as audio:
+        if channel != "mix" and int(channel) >= audio.channels:
+            raise AudioFileError(path, f"has {audio.channels} channel(s); channel {channel} "
+                                 "asked for")
+        _stream(audio.blocks(BLOCK_FRAMES), audio.rate, audio.channels, model, settings,
+                on_event, channel)
 
 
 def detect_samples(samples, rate, model, settings, on_event, channel="mix"):
     """:func:`detect_file` for audio already in memory: ``(frames,)`` or
     ``(frames, channels)`` samples at ``rate``."""
     samples = samples.reshape(samples.shape[0], -1)
-    window = int(np.ceil(model.profile.window_s * rate))
-    if samples.shape[0] < window:
-        pad = np.zeros((window - samples.shape[0], samples.shape[1]), dtype=samples.dtype)
-        samples = np.concatenate([samples, pad])
+    blocks = (samples[i:i + BLOCK_FRAMES] for i in range(0, samples.shape[0], BLOCK_FRAMES))
+    _stream(blocks, rate, samples.shape[1], model, settings, on_event, channel)
+
+
+def _stream(blocks, rate, channels, model, settings, on_event, channel):
+    """Blocks through a :class:`Spotter`; audio shorter than one window is padded with
+    silence to one window."""
     spotter = Spotter(model, rate, settings, channel)
-    for start in range(0, samples.shape[0], BLOCK_FRAMES):
-        for event in spotter.process(samples[start:start + BLOCK_FRAMES]):
+    window = int(np.ceil(model.profile.window_s * rate))
+    frames = 0
+    for block in blocks:
+        frames += block.shape[0]
+        for event in spotter.process(block):
+            on_event(event)
+    if frames < window:
+        for event in spotter.process(np.zeros((window - frames, channels), np.float32)):
             on_event(event)
 
 

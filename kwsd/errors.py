@@ -8,6 +8,7 @@ systemd's ``RestartPreventExitStatus=78`` stops restarting on a bad config).
 EX_USAGE = 64      # bad command line
 EX_DATAERR = 65    # a model file that is not a usable kwsd model
 EX_NOINPUT = 66    # an audio file that cannot be read
+EX_UNAVAILABLE = 69  # a system library (libportaudio) is missing
 EX_SOFTWARE = 70   # a bug
 EX_IOERR = 74      # audio device trouble that could not be recovered
 EX_CONFIG = 78     # a bad configuration file
@@ -42,6 +43,16 @@ class AudioFileError(PathError):
     """An audio file that cannot be read."""
 
     exit_status = EX_NOINPUT
+
+
+class UnavailableError(KwsdError):
+    """A system library or service kwsd needs is missing (e.g. libportaudio2).
+
+    >>> UnavailableError("PortAudio library not found").exit_status
+    69
+    """
+
+    exit_status = EX_UNAVAILABLE
 
 
 class ConfigError(KwsdError):

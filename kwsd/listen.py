@@ -1,7 +1,8 @@
 """``kwsd listen``: watch the model's scores live, one bar per hop, detections highlighted.
 
-It runs the daemon's own pipeline (:class:`kwsd.service.Service`: capture thread, MFCC
-worker, inference loop) with the outputs off unless ``--actions`` is given::
+It runs the daemon itself (:class:`kwsd.service.Service`: capture, feature thread,
+decision thread) with a bar printer as an observer of the live decision path, and the
+outputs off unless ``--actions`` is given::
 
       3.40 s  0.012 |                                        |
       3.50 s  0.874 |###################################     | STOP  (0.874)
@@ -35,7 +36,8 @@ def format_bar(t, score, smoothed, detected, width=40, threshold=None, color=Tru
 
 
 class BarPrinter:
-    """``on_score`` callback for :class:`~kwsd.service.Service` printing :func:`format_bar`."""
+    """An observer of :class:`~kwsd.pipeline.Hop` records printing :func:`format_bar` for the
+    live path."""
 
     def __init__(self, out=None, threshold=None, width=40):
         self.out = out or sys.stdout
@@ -43,21 +45,24 @@ class BarPrinter:
         self.width = width
         self.color = hasattr(self.out, "isatty") and self.out.isatty()
 
-    def __call__(self, t, score, smoothed, detection):
+    def __call__(self, hop):
         """Print one hop."""
+        if hop.role != "live":
+            return
         thr = self.threshold() if callable(self.threshold) else self.threshold
-        self.out.write(format_bar(t, score, smoothed, detection is not None, self.width,
-                                  thr, self.color) + "\n")
+        self.out.write(format_bar(hop.time, hop.score, hop.smoothed, hop.detection is not None,
+                                  self.width, thr, self.color) + "\n")
         self.out.flush()
 
 
 def run_listen(cfg, config_path=None, input_file=None, actions=False):
-    """The ``kwsd listen`` body: the daemon pipeline with a bar printer; returns 0."""
+    """The ``kwsd listen`` body: the daemon with a bar printer; returns its exit status."""
     from kwsd.service import Service
     from kwsd.systemd import Notifier
 
     printer = BarPrinter()
     service = Service(cfg, config_path=config_path, input_file=input_file,
-                      notifier=Notifier(env={}), on_score=printer, actions=actions)
-    printer.threshold = lambda: service.settings.threshold if service.settings else None
+                      notifier=Notifier(env={}), actions=actions)
+    service.pipeline.observers.append(printer)
+    printer.threshold = lambda: service.models.generation.live.settings.threshold
     return service.run()

@@ -30,6 +30,8 @@ def cmd_run(args):
 
 
 def _listen_config(args):
+    from dataclasses import replace
+
     from kwsd.config import load_config, parse_config
 
     if args.config or (os.path.exists(DEFAULT_CONFIG_PATH) and not args.model):
@@ -37,11 +39,12 @@ def _listen_config(args):
     else:
         cfg = parse_config({"model": args.model})
     if args.model:
-        cfg["model"] = os.path.abspath(args.model)
+        cfg = replace(cfg, model=os.path.abspath(args.model))
     if args.profile:
-        cfg["profile"] = args.profile
+        cfg = replace(cfg, profile=args.profile)
     if args.device is not None:
-        cfg["audio"]["device"] = int(args.device) if args.device.isdigit() else args.device
+        device = int(args.device) if args.device.isdigit() else args.device
+        cfg = replace(cfg, audio=replace(cfg.audio, device=device))
     return cfg
 
 
@@ -68,8 +71,8 @@ def cmd_devices(args):
         print("no audio input devices (is a microphone plugged in? `arecord -l` lists "
               "ALSA's view)")
         return 0
-    import sounddevice as sd
-    default = sd.default.device[0]
+    from kwsd.capture import _sd
+    default = _sd().default.device[0]
     print(f"{'index':>5}  {'channels':>8}  {'default rate':>12}  name")
     for index, name, channels, rate in devices:
         mark = " (default)" if index == default else ""
@@ -81,12 +84,12 @@ def cmd_check_config(args):
     """``kwsd check-config``: validate the config (and that its model loads)."""
     from kwsd.config import load_config
     from kwsd.model import load_model
-    from kwsd.service import detector_settings
+    from kwsd.model_supervisor import detector_settings
 
     cfg = load_config(args.config)
     print(f"{args.config}: config OK")
     if not args.no_model:
-        model = load_model(cfg["model"], profile=cfg["profile"])
+        model = load_model(cfg.model, profile=cfg.profile)
         settings = detector_settings(model, cfg)
         print(f"model {model.describe()}; detector {settings}")
     return 0
@@ -95,6 +98,7 @@ def cmd_check_config(args):
 def add_subcommands(subparsers):
     """Register the daemon's subcommands on the ``kwsd`` argparse ``subparsers``."""
     from kwsd import install
+    from kwsd.__main__ import profile_name
 
     p = subparsers.add_parser("run", help="the always-on service (systemd Type=notify)",
                               description="Listen continuously and drive the configured "
@@ -111,7 +115,8 @@ def add_subcommands(subparsers):
                               "stay off unless --actions.")
     p.add_argument("--config", help=f"YAML config (default {DEFAULT_CONFIG_PATH} if present)")
     p.add_argument("--model", help="a .tflite model (default: config's, else bundled)")
-    p.add_argument("--profile", help="feature profile for a model without kwsd metadata")
+    p.add_argument("--profile", type=profile_name,
+                   help="feature profile for a model without kwsd metadata")
     p.add_argument("--device", help="input device: index or name substring")
     p.add_argument("--input", metavar="FILE", help="replay an audio file instead")
     p.add_argument("--actions", action="store_true", help="also run the configured actions")

@@ -1,8 +1,5 @@
-"""The whole decision path in one object: device audio -> features -> model -> detector.
-
-:class:`Spotter` is what ``kwsd detect`` runs file blocks through. The daemon runs the same
-three parts (:class:`~kwsd.frontend.FeatureStream`, :meth:`KwsModel.score
-<kwsd.model.KwsModel.score>`, :class:`~kwsd.detector.Detector`) on its worker threads.
+"""The decision path for audio in hand: :class:`Spotter` runs :class:`kwsd.pipeline.Pipeline`
+(the daemon's own composition) with both of its sides in the calling thread.
 
 >>> from kwsd.model import load_model
 >>> spotter = Spotter(load_model("kwsd/models/stop.tflite"), input_rate=16000)  # doctest: +SKIP
@@ -15,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .detector import Detector, DetectorSettings
-from .frontend import FeatureStream
+from .detector import DetectorSettings
+from .pipeline import DecisionPath, Generation, Pipeline
 
 
 @dataclass(frozen=True)
@@ -49,16 +46,21 @@ class Spotter:
                  channel="mix"):
         self.model = model
         self.settings = settings or model.defaults
-        self.stream = FeatureStream(model.profile, input_rate, self.settings.hop_s, channel)
-        self.detector = Detector(self.settings, model.keyword)
+        self.pipeline = Pipeline(Generation(1, (DecisionPath(model, self.settings),)),
+                                 channel)
+        self.pipeline.start_epoch(input_rate)
+        self._events = []
+        self.pipeline.observers.append(self._on_hop)
+
+    def _on_hop(self, hop):
+        self._events.append(Event("score", round(hop.time, 6), hop.score, hop.smoothed))
+        if hop.detection is not None:
+            d = hop.detection
+            self._events.append(Event("detection", d.time, d.score, d.score))
 
     def process(self, block) -> list:
         """Run one block through; returns the score and detection events it completed."""
-        events = []
-        for window in self.stream.push(block):
-            score = self.model.score(window.features)
-            detection = self.detector.update(window.time, score)
-            events.append(Event("score", round(window.time, 6), score, self.detector.smoothed))
-            if detection is not None:
-                events.append(Event("detection", detection.time, detection.score, detection.score))
+        self.pipeline.push(block)
+        self.pipeline.decide()
+        events, self._events = self._events, []
         return events

@@ -26,7 +26,7 @@ def wait_until(cond, timeout=5.0, what="condition"):
 
 def make(actions):
     cfg = parse_config({"model": "m", "gpio": {"pin_factory": "mock"}, "actions": actions})
-    return Actions(cfg["actions"], cfg["gpio"]["pin_factory"])
+    return Actions(cfg.actions, cfg.gpio.pin_factory)
 
 
 def levels(pin):
@@ -169,7 +169,7 @@ def test_pin_factory_from_environment(monkeypatch):
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     from gpiozero import Device
     cfg = parse_config({"model": "m", "actions": [{"type": "led", "pin": 26}]})
-    acts = Actions(cfg["actions"], None)      # no gpio.pin_factory: gpiozero's own choice
+    acts = Actions(cfg.actions, None)      # no gpio.pin_factory: gpiozero's own choice
     try:
         assert type(acts.outputs()[0].pin()).__name__.startswith("Mock")
     finally:

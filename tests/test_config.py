@@ -8,41 +8,33 @@ from pathlib import Path
 
 import pytest
 
-from kwsd.config import ACTION_SCHEMAS, SCHEMA, load_config, parse_config
+from kwsd.config import ACTION_TYPES, config_keys, load_config, parse_config
 from kwsd.errors import EX_CONFIG, ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "kwsd" / "examples" / "kwsd.yaml"
 SEED = Path(__file__).resolve().parents[2] / "shared" / "peers" / "seed" / "wake_word_stop_lite.tflite"
 
 
-def _keys(schema, prefix=""):
-    for key, spec in schema.items():
-        if isinstance(spec, dict):
-            yield from _keys(spec, prefix + key + ".")
-        else:
-            yield prefix + key
-
-
 def test_example_config_loads_with_every_key_documented():
     cfg = load_config(EXAMPLE)
-    assert cfg["model"] == "/var/lib/kwsd/models/stop.tflite"
-    assert cfg["actions"][0]["type"] == "led"
+    assert cfg.model == "/var/lib/kwsd/models/stop.tflite"
+    assert cfg.actions[0].type == "led"
     text = EXAMPLE.read_text()
     documented = set(re.findall(r"^\s*#?\s*-?\s*([a-z_]+):", text, flags=re.M))
-    missing = {k.split(".")[-1] for k in _keys(SCHEMA)} - documented
-    for schema in ACTION_SCHEMAS.values():
-        missing |= set(schema) - documented
+    missing = {k.split(".")[-1] for k in config_keys()} - documented
+    for cls in ACTION_TYPES.values():
+        missing |= set(config_keys(cls)) - documented
     assert not missing, f"keys not shown in {EXAMPLE.name}: {sorted(missing)}"
 
 
 def test_defaults_fill_every_key():
     from kwsd.model import BUNDLED_MODEL
-    assert parse_config({})["model"] == BUNDLED_MODEL          # no model configured
+    assert parse_config({}).model == BUNDLED_MODEL          # no model configured
     cfg = parse_config({"model": "stop.tflite"}, base_dir="/etc/kwsd")
-    assert cfg["model"] == "/etc/kwsd/stop.tflite"
-    assert cfg["audio"]["samplerate"] == "auto" and cfg["audio"]["channel"] == "mix"
-    assert cfg["detector"]["threshold"] is None      # the model's default applies
-    assert cfg["actions"] == []
+    assert cfg.model == "/etc/kwsd/stop.tflite"
+    assert cfg.audio.samplerate == "auto" and cfg.audio.channel == "mix"
+    assert cfg.detector.threshold is None      # the model's default applies
+    assert cfg.actions == ()
 
 
 @pytest.mark.parametrize("data, key, words", [
@@ -138,4 +130,4 @@ def test_bare_yaml_on_off_mean_the_words(tmp_path):
     path.write_text("actions:\n  - {type: relay, pin: 27, safe_state: off}\n"
                     "  - {type: relay, pin: 22, safe_state: on}\n")
     cfg = load_config(path)
-    assert [a["safe_state"] for a in cfg["actions"]] == ["off", "on"]
+    assert [a.safe_state for a in cfg.actions] == ["off", "on"]

@@ -1,5 +1,6 @@
-"""The capture device stalling, vanishing and coming back: the daemon logs it, stops feeding
-the watchdog while no audio flows, retries with backoff, resumes and detects again."""
+"""The capture device stalling, vanishing and coming back: the daemon logs it, shows it in
+STATUS=, keeps feeding the watchdog (its threads are alive), retries with backoff, resumes
+and detects again."""
 
 import pytest
 
@@ -36,6 +37,9 @@ def test_device_vanishes_mid_run_and_comes_back(tmp_path):
         assert float(d.lines[r2][1]["KWSD_RETRY_S"]) > float(d.lines[r1][1]["KWSD_RETRY_S"])
         assert "kwsdmic" in d.lines[r1][0]
         lost_note = d.wait_notify("STATUS", contains="audio lost", start=note0)
+        # the watchdog contract: the process and its threads, the retrying capture
+        # supervisor among them, make progress, so WATCHDOG=1 goes on while the mic is away
+        d.wait_notify("WATCHDOG", "1", start=lost_note)
 
         # plugged in again: reopened, READY state kept, detects again
         mic.plug()
@@ -47,8 +51,6 @@ def test_device_vanishes_mid_run_and_comes_back(tmp_path):
         mic.say(silence(1.0))
         d.wait_event("detection", start=log1)
         d.wait_notify("WATCHDOG", "1", start=back)
-        # no watchdog ping while the device was lost
-        assert not any("WATCHDOG" in n for n in d.notes[lost_note:back])
         assert d.proc.poll() is None
         assert d.terminate() == 0
     finally:

@@ -93,7 +93,7 @@ def test_install_service_into_a_root(tmp_path):
     root = tmp_path / "root"
     cfg = root / "etc/kwsd/kwsd.yaml"
     assert cfg.read_text() == (REPO / "kwsd/examples/kwsd.yaml").read_text()
-    assert load_config(cfg)["model"] == "/var/lib/kwsd/models/stop.tflite"
+    assert load_config(cfg).model == "/var/lib/kwsd/models/stop.tflite"
     assert (root / "var/lib/kwsd/models/stop.tflite").read_bytes() == model.read_bytes()
     unit = root / "etc/systemd/system/kwsd.service"
     assert _unit(unit.read_text())["Service"]["ExecStart"].startswith(sys.executable)
