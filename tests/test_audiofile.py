@@ -98,3 +98,29 @@ def test_nan_or_infinite_samples_stop_the_stream_where_they_are(tmp_path, bad):
     np.testing.assert_array_equal(np.concatenate(seen), x[:3000])   # the clean blocks came first
     with pytest.raises(AudioFileError, match="nan.wav: the file holds NaN or infinite samples"):
         read_audio(path)
+
+
+@pytest.mark.parametrize("block", [1000, 4096, 70000])
+def test_blocks_of_a_file_longer_than_one_read(tmp_path, block):
+    from kwsd.audiofile import READ_FRAMES
+    path = tmp_path / "long.flac"
+    x = _signal(3 * READ_FRAMES + 123, 2)
+    soundfile.write(path, x, 16000, subtype="PCM_24")
+    whole, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    with AudioFile(path) as f:
+        blocks = list(f.blocks(block))
+    assert [b.shape[0] for b in blocks[:-1]] == [block] * (len(blocks) - 1)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+
+
+def test_nan_past_the_first_read_stops_at_its_block(tmp_path):
+    from kwsd.audiofile import READ_FRAMES
+    path = tmp_path / "late-nan.wav"
+    x = _signal(2 * READ_FRAMES + 500, 1)
+    x[READ_FRAMES + 1500] = np.inf
+    soundfile.write(path, x, 16000, subtype="DOUBLE")
+    seen = []
+    with AudioFile(path) as f, pytest.raises(AudioFileError, match="NaN or infinite"):
+        for block in f.blocks(1024):
+            seen.append(block)
+    assert sum(b.shape[0] for b in seen) == (READ_FRAMES + 1500) // 1024 * 1024
