@@ -16,10 +16,10 @@ import logging
 import os
 import time
 
-from kwsd.actions import Actions
 from kwsd.config import load_config
 from kwsd.errors import ConfigError
-from kwsd.model_supervisor import ModelSupervisor, detector_settings  # noqa: F401 (API)
+from kwsd.model_supervisor import ModelSupervisor
+from kwsd.outputs import Outputs
 from kwsd.pipeline import Pipeline
 from kwsd.status import Status
 from kwsd.supervisor import Notifier, Supervisor
@@ -49,13 +49,11 @@ class Service:
         self.model_override = model_override
         self.supervisor = Supervisor(notifier or Notifier(), clock)
         self.status = Status()
-        self.pipeline = Pipeline(None, config.audio.channel, config.detector.max_lag_s,
-                                 on_detection=self._on_detection)
+        self.pipeline = Pipeline(None, config.audio.channel, config.detector.max_lag_s)
         self.models = ModelSupervisor(config, self.pipeline.publish)
         self.feeder = Feeder(self.pipeline, self.status, self.supervisor.on_fatal,
                              self.supervisor.wake, clock)
-        self.actions, self.workers, self._stopping, self._next_poll = None, [], False, 0.0
-        self._overflows = 0
+        self.outputs, self.workers, self._next_poll, self._overflows = None, [], 0.0, 0
 
     def status_text(self):
         """The ``STATUS=`` line."""
@@ -84,8 +82,9 @@ class Service:
         """Load the model, open the input, set up outputs, start the threads; READY=1."""
         self.models.start()
         self.source = self.source or self._make_source()   # a bad --input fails here
-        if self.use_actions:
-            self.actions = Actions(self.config.actions, self.config.gpio.pin_factory)
+        self.outputs = Outputs(self.config if self.use_actions else None, self.status,
+                               self.supervisor.wake.set)
+        self.pipeline.on_detection = self.outputs
         if threads:
             self.workers = [Worker("kwsd-features", self.feeder.step, self.supervisor.on_fatal),
                             Worker("kwsd-decide", self.feeder.decide_step,
@@ -117,19 +116,6 @@ class Service:
                         self.source.status_flags, self.pipeline.skipped,
                         extra={"kwsd_event": "overflow"})
 
-    def _on_detection(self, hop):
-        wall, det = time.time(), hop.detection
-        self.status.detected(wall, det.score)
-        log.info("detected %r (score %.3f) at stream time %.2f s", det.keyword, det.score,
-                 det.time, extra={"kwsd_event": "detection", "kwsd_keyword": det.keyword,
-                                  "kwsd_score": f"{det.score:.3f}", "kwsd_model": hop.model,
-                                  "kwsd_stream_time": f"{det.time:.3f}",
-                                  "kwsd_mono": f"{time.monotonic():.6f}",
-                                  "kwsd_audio_mono": f"{hop.arrived or 0:.6f}"})
-        if self.actions is not None and not self._stopping:
-            self.actions.fire(_Wall(det, wall))
-        self.supervisor.wake.set()
-
     def reload(self):
         """SIGHUP: re-read the config and the model; keep everything on any failure."""
         cfg = self.config
@@ -150,20 +136,13 @@ class Service:
         self.config = cfg
         self.pipeline.max_lag_s = cfg.detector.max_lag_s
         if self.use_actions and (cfg.actions, cfg.gpio) != (old.actions, old.gpio):
-            self._close_actions()
-            self.actions = Actions(cfg.actions, cfg.gpio.pin_factory)
+            self.outputs.replace(cfg)
         if cfg.audio != old.audio and not self.input_file:
             log.info("audio settings changed: reopening the device")
             self.source.stop()
             self.pipeline.channel = cfg.audio.channel
             self.source = self._make_source()
             self.source.start(self.feeder)
-
-    def _close_actions(self):
-        actions, self.actions = self.actions, None
-        if actions is not None:
-            actions.close()                # outputs to their safe state first
-            log_pin_history(actions)
 
     def run(self):
         """Start, supervise until stopped; return the exit status."""
@@ -175,11 +154,9 @@ class Service:
 
     def shutdown(self):
         """Outputs safe first, then threads and audio stopped; ``STOPPING=1``."""
-        self._stopping = True
         self.supervisor.notifier.stopping()
-        if self.actions is not None:
-            self._close_actions()
-            log.info("outputs in their safe state", extra={"kwsd_event": "safe_state"})
+        if self.outputs is not None:
+            self.outputs.close()
         for w in self.workers:
             w.stop()
         if self.source is not None:
@@ -187,22 +164,6 @@ class Service:
         log.info("stopped: %d detection(s), %d window(s) scored, %d skipped",
                  self.status.detections, self.pipeline.decided, self.pipeline.skipped,
                  extra={"kwsd_event": "stopped", "kwsd_detections": self.status.detections})
-
-
-class _Wall:
-    """A detection plus its wall-clock time (for ``KWSD_TIME``)."""
-
-    def __init__(self, det, wall_time):
-        self.time, self.score, self.keyword, self.wall_time = (det.time, det.score,
-                                                               det.keyword, wall_time)
-
-
-def log_pin_history(actions):
-    """Log each mock pin's history (tests read it back from the log)."""
-    for name, states in actions.pin_history().items():
-        text = ",".join(f"{int(v)}@{t:.6f}" for t, v in states)
-        log.info("pin history %s: %s", name, text, extra={
-            "kwsd_event": "pin_history", "kwsd_output": name, "kwsd_states": text})
 
 
 def run_service(config_path, input_file=None, model=None, verbose=False):

@@ -1,0 +1,75 @@
+"""What a live detection does in the daemon: the journal line and the configured actions.
+
+:class:`Outputs` is the pipeline's ``on_detection`` (decision thread): it logs the detection
+with its fields (``KWSD_EVENT=detection``) and fires the :class:`~kwsd.actions.Actions`.
+On shutdown or a config change it puts every output in its safe state first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kwsd.actions import Actions
+
+log = logging.getLogger("kwsd.service")
+
+
+class WallDetection:
+    """A :class:`~kwsd.detector.Detection` plus its wall-clock time (for ``KWSD_TIME``)."""
+
+    def __init__(self, det, wall_time):
+        self.time, self.score, self.keyword = det.time, det.score, det.keyword
+        self.wall_time = wall_time
+
+
+class Outputs:
+    """The detection handler. ``config`` None: log only (``kwsd listen`` without --actions).
+
+    Args:
+        config: the :class:`~kwsd.config.Config` whose ``actions`` and ``gpio`` to set up.
+        status: the :class:`~kwsd.status.Status` that counts detections.
+        on_change: called after each detection (wakes the supervisor to update STATUS=).
+    """
+
+    def __init__(self, config, status, on_change=lambda: None):
+        self.status = status
+        self.on_change = on_change
+        self.actions = None
+        self.closed = False
+        if config is not None:
+            self.actions = Actions(config.actions, config.gpio.pin_factory)
+
+    def __call__(self, hop):
+        """Handle one live detection (a :class:`~kwsd.pipeline.Hop`)."""
+        wall, det = time.time(), hop.detection
+        self.status.detected(wall, det.score)
+        log.info("detected %r (score %.3f) at stream time %.2f s", det.keyword, det.score,
+                 det.time, extra={"kwsd_event": "detection", "kwsd_keyword": det.keyword,
+                                  "kwsd_score": f"{det.score:.3f}", "kwsd_model": hop.model,
+                                  "kwsd_stream_time": f"{det.time:.3f}",
+                                  "kwsd_mono": f"{time.monotonic():.6f}",
+                                  "kwsd_audio_mono": f"{hop.arrived or 0:.6f}"})
+        actions = self.actions
+        if actions is not None and not self.closed:
+            actions.fire(WallDetection(det, wall))
+        self.on_change()
+
+    def replace(self, config):
+        """New actions for a reloaded config (the old outputs go safe first)."""
+        self.close(final=False)
+        self.actions = Actions(config.actions, config.gpio.pin_factory)
+
+    def close(self, final=True):
+        """Every output to its safe state, commands stopped; the pin history logged."""
+        self.closed = final
+        actions, self.actions = self.actions, None
+        if actions is None:
+            return
+        actions.close()
+        for name, states in actions.pin_history().items():
+            text = ",".join(f"{int(v)}@{t:.6f}" for t, v in states)
+            log.info("pin history %s: %s", name, text, extra={
+                "kwsd_event": "pin_history", "kwsd_output": name, "kwsd_states": text})
+        if final:
+            log.info("outputs in their safe state", extra={"kwsd_event": "safe_state"})
