@@ -131,6 +131,51 @@ def stats_report(state_file, models: dict, thresholds=DEFAULT_THRESHOLDS) -> str
     return "\n\n".join(blocks)
 
 
+def describe_model(model) -> str:
+    """What ``kwsd detect --info MODEL`` prints: the file, its keyword, profile and
+    detector defaults, where it came from, and its held-out threshold table."""
+    import json
+
+    meta = model.metadata or {}
+    d = model.defaults
+    lines = [f"model     {model.path}",
+             f"sha256    {_sha256_file(model.path)}",
+             f"keyword   {model.keyword!r}, profile {model.profile.name}, "
+             f"{'int8' if model.quantized else 'float'}, runtime {model.runtime}",
+             f"detector  threshold {d.threshold:g}, smoothing {d.smoothing}, refractory "
+             f"{d.refractory_s:g} s, hop {d.hop_s:g} s"]
+    if not meta:
+        lines.append("metadata  none (a model without kwsd metadata: built-in defaults)")
+    prov = meta.get("provenance") or {}
+    for key in ("date", "git_commit", "command"):
+        if prov.get(key):
+            lines.append(f"{key:<9} {prov[key]}")
+    if prov.get("data"):
+        lines.append(f"data      {json.dumps(prov['data'], sort_keys=True)}")
+    try:
+        table = DetTable.from_metadata(meta)
+    except ValueError as exc:
+        lines.append(f"det_table unusable: {exc}")
+        table = None
+    if table is None:
+        lines.append("det_table none: thresholds cannot be chosen by false accepts per hour")
+    else:
+        lines.append(f"det_table held-out {_num(table.hours, 'g')} h without the keyword, "
+                     f"{_num(table.clips, 'd')} keyword clips:")
+        lines.append("  threshold  FA/hour  recall")
+        for t, fa, recall in table.rows:
+            mark = " <" if abs(t - d.threshold) < 1e-9 else ""
+            lines.append(f"  {t:9.2f}  {_num(fa, '7.2f')}  {_num(recall, '6.3f')}{mark}")
+    return "\n".join(lines)
+
+
+def _sha256_file(path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"? ({exc.strerror or exc})"
+
+
 # --------------------------------------------------------------------------- captures
 
 KEYS = {"s": "stop", "o": "other", "u": "unlabelled", "d": "delete", "k": "skip",

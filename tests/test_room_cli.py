@@ -83,3 +83,16 @@ def test_enrolment_saves_each_word_heard_and_asks_again_after_silence(tmp_path):
         onset = np.argmax(np.abs(x) > 0.1)
         assert abs(onset - 0.5 * rate) < 0.03 * rate                 # the word starts at 0.5 s
     assert Enrolment(rate).push(np.zeros(10)) is None
+
+
+def test_model_info_prints_the_table_and_marks_the_default_threshold(tmp_path):
+    pytest.importorskip("ai_edge_litert.schema_py_generated")
+    from kwsd.model import load_model
+    from kwsd.room_cli import describe_model
+
+    text = describe_model(load_model(_model_with_table(tmp_path, TABLE)))
+    assert "keyword   'stop', profile logmel40" in text
+    assert "held-out 3.5 h without the keyword, 120 keyword clips" in text
+    assert "       0.60     0.50   0.950 <" in text          # the model's own threshold, 0.6
+    plain = describe_model(load_model("tests/data/tiny_float.tflite"))
+    assert "det_table none" in plain
