@@ -35,13 +35,13 @@ import difflib
 import math
 import os
 import reprlib
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from kwsd.errors import ConfigError
+from kwsd.files import read_regular_file
 from kwsd.profiles import PROFILES
 
 #: Where ``kwsd run`` looks when ``--config`` is not given.
@@ -200,6 +200,9 @@ class DetectorConfig:
     refractory_s: float | None = setting((float,), None, nullable=True, lo=0.0, hi=3600)
     hop_s: float | None = setting((float,), None, nullable=True, lo=0.01, hi=1.0)
     max_lag_s: float = setting((float,), 0.5, lo=0.05, hi=60)
+    #: pick the threshold from the model's held-out table (``threshold`` still wins)
+    max_false_accepts_per_hour: float | None = setting((float,), None, nullable=True, lo=0.0,
+                                                       hi=3600)
 
     def overrides(self) -> dict:
         """The keys that override the model's :class:`~kwsd.detector.DetectorSettings`."""
@@ -221,6 +224,20 @@ class LoggingConfig:
 
     level: str = setting((str,), "info", choices=("debug", "info", "warning", "error"))
     journal: str | bool = setting((str, bool), "auto", choices=("auto",))
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """``capture:``: save the audio around detections and near misses for labelling and
+    retraining (README, "Tune it to your room"). Off while ``dir`` is null: recordings of
+    someone's home are opt-in."""
+
+    dir: str | None = setting((str,), None, nullable=True,
+                              doc="capture folder (unlabelled/, stop/, other/); null: off")
+    detections: bool = setting((bool,), True)
+    near_miss: float | None = setting((float,), 0.4, nullable=True, lo=0.0, lo_open=True,
+                                      hi=1.0)
+    max_mb: float = setting((float,), 200.0, lo=0.0, lo_open=True, hi=1_000_000)
 
 
 _PIN = dict(doc="gpiozero pin name: 17, 'GPIO17', 'BCM17', 'BOARD11'")
@@ -274,8 +291,15 @@ class Config:
     profile: str | None = setting((str,), None, nullable=True, choices=tuple(PROFILES))
     watch_model: bool = setting((bool,), True)
     watch_interval_s: float = setting((float,), 1.0, lo=0.05, hi=3600)
+    shadow_model: str | None = setting((str,), None, nullable=True,
+                                       doc="a candidate model run beside the live one, "
+                                           "driving nothing (null: none)")
+    state_dir: str | None = setting((str,), None, nullable=True,
+                                    doc="where the false-accept meter is kept (null: "
+                                        "$STATE_DIRECTORY if systemd sets it, else not kept)")
     audio: AudioConfig = section(AudioConfig)
     detector: DetectorConfig = section(DetectorConfig)
+    capture: CaptureConfig = section(CaptureConfig)
     gpio: GpioConfig = section(GpioConfig)
     logging: LoggingConfig = section(LoggingConfig)
     actions: tuple = setting((list,), [])
@@ -428,6 +452,13 @@ def parse_config(data, path=None, base_dir=None) -> Config:
         err = ConfigError(path, None, f"{len(errors)} problems:\n{lines}{more}")
         err.key = errors[0][0]
         raise err
+    if base_dir is not None:             # relative paths: from the config file's folder
+        paths = {"shadow_model": cfg.shadow_model, "state_dir": cfg.state_dir}
+        cfg = dataclasses.replace(cfg, **{k: str(Path(base_dir, os.path.expanduser(v)))
+                                          for k, v in paths.items() if v})
+        if cfg.capture.dir:
+            cfg = dataclasses.replace(cfg, capture=dataclasses.replace(
+                cfg.capture, dir=str(Path(base_dir, os.path.expanduser(cfg.capture.dir)))))
     if cfg.model and base_dir is not None:
         cfg = dataclasses.replace(cfg, model=str(Path(base_dir, os.path.expanduser(cfg.model))))
     elif not cfg.model:
@@ -473,39 +504,6 @@ def parse_yaml(text, path="<config>"):
         raise ConfigError(path, None, "not valid YAML: nested too deeply") from None
 
 
-def read_small_file(path, limit, what="file"):
-    """Bytes of the regular file at ``path`` (at most ``limit`` bytes), read without ever
-    blocking (a FIFO or device is refused). Raises OSError or ValueError with the reason."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"not a regular file ({_file_kind(st.st_mode)})")
-        if st.st_size > limit:
-            raise ValueError(f"the {what} is {st.st_size} bytes; at most {limit} accepted")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise ValueError(f"the {what} is larger than {limit} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _file_kind(mode):
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a plain file"
-
-
 def load_config(path) -> Config:
     """Read and validate the YAML file at ``path``; see :func:`parse_config`.
 
@@ -519,7 +517,7 @@ def load_config(path) -> Config:
     if problem:
         raise ConfigError(short(str(path)), None, f"not a usable path: {problem}")
     try:
-        data = read_small_file(path, MAX_FILE_BYTES, "config file")
+        data = read_regular_file(path, MAX_FILE_BYTES, "config file")
     except OSError as err:
         raise ConfigError(path, None, f"cannot read: {err.strerror or err}") from None
     except ValueError as err:

@@ -31,6 +31,7 @@ import numpy as np
 
 from .detector import DetectorSettings
 from .errors import ModelError
+from .files import read_regular_file
 from .metadata import FORMAT, is_tflite, read_metadata
 from .profiles import FeatureProfile, get_profile, profile_for_input_shape
 
@@ -41,6 +42,9 @@ RUNTIMES = (
     ("tflite_runtime", "tflite_runtime.interpreter"),
     ("tensorflow", "tensorflow.lite"),
 )
+
+#: A model file larger than this is refused (keyword models are tens of kilobytes).
+MAX_MODEL_BYTES = 8 << 20
 
 #: The model shipped inside the package: used when no model is configured.
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "stop.tflite")
@@ -127,17 +131,20 @@ def load_model(path, profile: FeatureProfile | str | None = None, runtime: str |
     """Read, validate and test-invoke a model file (see module docs).
 
     Args:
-        path: the ``.tflite`` file. It is read once, so a rename during loading is harmless.
+        path: the ``.tflite`` file. It is read once, so a rename during loading is harmless;
+            it must be a regular file of at most :data:`MAX_MODEL_BYTES` (opened without
+            blocking: a FIFO there is refused, not waited on).
         profile: a profile (or its name) for models without metadata; ignored otherwise
             unless it disagrees with the metadata, which is an error.
         runtime: force ``"ai_edge_litert"``, ``"tflite_runtime"`` or ``"tensorflow"``.
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path, MAX_MODEL_BYTES, "model file")
     except OSError as exc:
         raise ModelError(path, f"cannot read the model file ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ModelError(path, f"cannot use the model file: {exc}") from None
     return load_model_bytes(data, path, profile, runtime)
 
 

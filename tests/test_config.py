@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kwsd.config import ACTION_TYPES, config_keys, load_config, parse_config
 from kwsd.errors import EX_CONFIG, ConfigError
@@ -131,3 +132,102 @@ def test_bare_yaml_on_off_mean_the_words(tmp_path):
                     "  - {type: relay, pin: 22, safe_state: on}\n")
     cfg = load_config(path)
     assert [a.safe_state for a in cfg.actions] == ["off", "on"]
+
+
+# --- hostile input: every one refused with exit 78 and a message, never a traceback or hang
+
+NAN_KEYS = ["watch_interval_s", "audio.block_s", "audio.ring_s", "audio.stall_timeout_s",
+            "audio.retry_initial_s", "audio.retry_max_s", "detector.refractory_s",
+            "detector.max_lag_s", "actions[0].on_time", "actions[1].pulse_s",
+            "actions[2].timeout_s"]
+
+
+@pytest.mark.parametrize("key", NAN_KEYS)
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_nan_and_infinity_are_refused_for_every_number(tmp_path, key, value):
+    """Fault 3: NaN passed every range check (NaN < lo is False) for these 11 keys."""
+    data = {"model": "m", "audio": {}, "detector": {},
+            "actions": [{"type": "led", "pin": 17}, {"type": "relay", "pin": 27},
+                        {"type": "command", "argv": ["true"]}]}
+    where, name = key.rsplit(".", 1) if "." in key else ("", key)
+    if where.startswith("actions"):
+        where = data["actions"][int(where[8])]
+    else:
+        where = data[where] if where else data
+    where[name] = "VALUE"
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump(data).replace("VALUE", value))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == key
+    assert "finite" in str(info.value)
+
+
+def _bomb():
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    lines.append("model: m\nactions: *i")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE = {
+    "alias bomb": (_bomb(), "aliases"),
+    "deep nesting": ("model: " + "[" * 1000 + "]" * 1000 + "\n", "nested"),
+    "5000-digit integer": (f"model: m\naudio: {{device: {'9' * 5000}}}\n", "digits"),
+    "NUL in the model path": ('model: "/var/lib/kwsd/a\\0b.tflite"\n', "NUL"),
+    "lone surrogate in a path": ('model: "/var/lib/kwsd/\\udc80.tflite"\n', "surrogate"),
+    "NUL in a command's argv": ('model: m\nactions:\n  - {type: command, argv: ["a\\0b"]}\n',
+                                "actions[0].argv[0]: contains a NUL"),
+    "a 30-digit device index": (f"model: m\naudio: {{device: {'9' * 30}}}\n", "audio.device"),
+    "a 1 MB value": ("model: m\naudio: {samplerate: " + "x" * 1_000_000 + "}\n", "..."),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_configs_exit_78_with_a_message(tmp_path, name):
+    """Fault 4: these crashed or hung check-config/run with a traceback (exit 1)."""
+    text, words = HOSTILE[name]
+    path = tmp_path / "k.yaml"
+    path.write_text(text)
+    proc = _check_config(path, "--no-model")
+    assert proc.returncode == 78, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and words in proc.stderr
+    assert len(proc.stderr) < 2000                  # the value is echoed truncated
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo", "big"])
+def test_config_path_that_is_not_a_small_regular_file(tmp_path, special):
+    """Fault 4: --config /dev/zero read forever (MemoryError); a FIFO blocked in open()."""
+    import os
+    if special == "fifo":
+        special = tmp_path / "k.yaml"
+        os.mkfifo(special)
+    elif special == "big":
+        special = tmp_path / "k.yaml"
+        special.write_text("# padding\n" * 200_000)
+    proc = _check_config(special)
+    assert proc.returncode == 78, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "not a regular file" in proc.stderr or "bytes" in proc.stderr
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo", "padded"])
+def test_model_path_that_is_not_a_small_regular_file(tmp_path, special):
+    """Fault 4/7: `model: /dev/zero` and a FIFO at the model path (open() blocked the main
+    thread); a valid model padded to 100 MB was accepted."""
+    import os
+    model = tmp_path / "stop.tflite"
+    if special == "fifo":
+        os.mkfifo(model)
+    elif special == "padded":
+        tiny = Path(__file__).resolve().parent / "data" / "tiny_float.tflite"
+        model.write_bytes(tiny.read_bytes() + b"\0" * (100 << 20))
+    else:
+        model = special
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text(f"model: {model}\n")
+    proc = _check_config(cfg)
+    assert proc.returncode == 65, proc.stderr
+    assert str(model) in proc.stderr and "Traceback" not in proc.stderr
