@@ -199,14 +199,19 @@ class CommandAction:
         """Commands have no pin."""
         return None
 
-    def close(self, deadline=None):
-        """Terminate the commands still running with their process groups: SIGTERM, then
-        SIGKILL for those still there at ``deadline`` (monotonic; default 0.5 s from now)."""
-        deadline = time.monotonic() + 0.5 if deadline is None else deadline
+    def terminate(self):
+        """SIGTERM to every running copy's process group; returns those copies."""
         with self._lock:
             running = list(self._running)
         for proc in running:
             _kill_group(proc, signal.SIGTERM)
+        return running
+
+    def close(self, deadline=None, running=None):
+        """Terminate the commands still running with their process groups: SIGTERM, then
+        SIGKILL for those still there at ``deadline`` (monotonic; default 0.5 s from now)."""
+        deadline = time.monotonic() + 0.5 if deadline is None else deadline
+        running = self.terminate() if running is None else running
         for proc in running:
             try:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -257,7 +262,8 @@ class Actions:
                 log.error("%s failed: %s", item.describe(), err,
                           extra={"kwsd_event": "action_error"})
                 continue
-            log.info("%s %s", item.describe(), state,
+            (log.warning if state.startswith("skipped") else log.info)(
+                "%s %s", item.describe(), state,
                      extra={"kwsd_event": "action", "kwsd_action": item.describe(),
                             "kwsd_state": state, "kwsd_mono": f"{time.monotonic():.6f}"})
 
@@ -291,7 +297,8 @@ class Actions:
                     item.close()
                 except Exception as err:
                     log.error("%s: could not reach its safe state: %s", item.describe(), err)
+        commands = [item for item in items if not getattr(item, "is_output", True)]
+        running = [item.terminate() for item in commands]       # all signalled at once
         deadline = time.monotonic() + 0.5
-        for item in items:
-            if not getattr(item, "is_output", True):
-                item.close(deadline)
+        for item, procs in zip(commands, running):
+            item.close(deadline, procs)

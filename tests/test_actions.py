@@ -175,3 +175,76 @@ def test_pin_factory_from_environment(monkeypatch):
     finally:
         acts.close()
         Device.pin_factory = None
+
+
+# --- fault 5: shutdown order, process groups, a cap on running commands
+
+def _alive(pid):
+    """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _stubborn(tmp_path, i):
+    """A command that records (monotonic time) when it gets SIGTERM, then ignores it."""
+    code = ("import signal, sys, time\n"
+            f"def on_term(*a): open({str(tmp_path / f'term{i}')!r}, 'w').write(repr(time.monotonic()))\n"
+            "signal.signal(signal.SIGTERM, on_term)\n"
+            f"open({str(tmp_path / f'up{i}')!r}, 'w').close()\n"
+            "while True: time.sleep(1)\n")
+    return {"type": "command", "argv": [sys.executable, "-c", code], "timeout_s": 600}
+
+
+def test_outputs_go_safe_before_commands_are_stopped(tmp_path):
+    """The old close() ran in reverse order: each command that ignored SIGTERM held the
+    relay on for 0.5 s first. Now every output is safe before any command is signalled."""
+    acts = make([{"type": "relay", "pin": 27, "mode": "latch_on"}, _stubborn(tmp_path, 0),
+                 _stubborn(tmp_path, 1)])
+    relay = acts.outputs()[0].pin()
+    acts.fire(Det())
+    wait_until(lambda: (tmp_path / "up0").exists() and (tmp_path / "up1").exists(),
+               what="commands running")
+    assert relay.state == 1
+    acts.close()
+    safe_at = acts.pin_history()["relay GPIO27"][-1]
+    assert safe_at[1] is False
+    for i in (0, 1):
+        assert safe_at[0] < float((tmp_path / f"term{i}").read_text())
+
+
+def test_a_commands_own_children_die_with_it_on_timeout_and_on_close(tmp_path):
+    pids = []
+    for i, timeout in enumerate((0.2, 600)):
+        pidfile = tmp_path / f"pid{i}"
+        acts = make([{"type": "command", "timeout_s": timeout, "argv": [
+            "sh", "-c", f'sleep 600 & echo $! > "{pidfile}.tmp"; mv "{pidfile}.tmp" "{pidfile}"; wait']}])
+        acts.fire(Det())
+        wait_until(pidfile.exists, what="the background child's pid")
+        pids.append(int(pidfile.read_text()))
+        if timeout > 1:
+            acts.close()                     # the daemon stopping
+        wait_until(lambda: not _alive(pids[-1]), what=f"grandchild {pids[-1]} killed")
+        acts.close()
+
+
+def test_concurrent_copies_of_a_command_are_capped(tmp_path, records):
+    from kwsd.actions import MAX_RUNNING
+    acts = make([{"type": "command", "argv": ["sleep", "600"], "timeout_s": 600}])
+    for _ in range(MAX_RUNNING + 3):
+        acts.fire(Det())
+    states = [r.kwsd_state for r in records.records if getattr(r, "kwsd_event", "") == "action"]
+    assert states.count("started") == MAX_RUNNING
+    assert sum(s.startswith("skipped") for s in states) == 3
+    acts.close()
+
+
+def test_a_nul_in_argv_is_an_error_message_not_a_dead_thread(records):
+    from kwsd.actions import CommandAction
+    from kwsd.config import CommandConfig
+    cmd = CommandAction(CommandConfig(type="command", argv=("a\0b",), timeout_s=1.0))
+    cmd.fire(Det())
+    wait_until(lambda: any("could not start" in m for m in records.messages()),
+               what="the error logged")
