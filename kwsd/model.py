@@ -104,14 +104,25 @@ class KwsModel:
         self._in_dtype, self._out_dtype = inp["dtype"], out["dtype"]
         self._in_q, self._out_q = inp["quantization"], out["quantization"]
         self.quantized = self._in_dtype != np.float32
+        if self.quantized:          # per-hop scratch: quantising allocates nothing
+            info = np.iinfo(self._in_dtype)
+            self._in_range = (np.float32(info.min), np.float32(info.max))
+            self._q_float = np.empty(profile.input_shape, np.float32)
+            self._q_input = np.empty(profile.input_shape, self._in_dtype)
 
     def score(self, features: np.ndarray) -> float:
         """Probability (0..1) of the keyword in one window of ``[frames, coefs]`` features."""
         x = self.profile.to_tensor(features)
-        if self.quantized:
+        if self.quantized:          # round(x / scale + zero), clipped to the dtype's range
             scale, zero = self._in_q
-            info = np.iinfo(self._in_dtype)
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self._in_dtype)
+            q = self._q_float
+            np.divide(x, scale, out=q)
+            q += zero
+            np.rint(q, out=q)                            # = np.round: half to even
+            np.maximum(q, self._in_range[0], out=q)
+            np.minimum(q, self._in_range[1], out=q)
+            x = self._q_input
+            np.copyto(x, q, casting="unsafe")
         self._interp.set_tensor(self._in_index, x)
         self._interp.invoke()
         y = self._interp.get_tensor(self._out_index).reshape(-1)[-1]

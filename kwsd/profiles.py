@@ -102,38 +102,38 @@ class FeatureProfile:
             raise ValueError(f"feature profile {self.name!r}: " + "; ".join(problems))
 
     # -- sizes ------------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def window_samples(self) -> int:
         """Samples per window at :attr:`sample_rate`."""
         return int(round(self.window_s * self.sample_rate))
 
-    @property
+    @functools.cached_property
     def frame_samples(self) -> int:
         """Samples per analysis frame."""
         return int(round(self.frame_len_s * self.sample_rate))
 
-    @property
+    @functools.cached_property
     def step_samples(self) -> int:
         """Samples between the starts of consecutive frames."""
         return int(round(self.frame_step_s * self.sample_rate))
 
-    @property
+    @functools.cached_property
     def full_frames(self) -> int:
         """Frames lying wholly inside one window."""
         return 1 + (self.window_samples - self.frame_samples) // self.step_samples
 
-    @property
+    @functools.cached_property
     def frames_per_window(self) -> int:
         """Frames in the model's input (``full_frames`` plus the padded tail frame, if any)."""
         return self.full_frames + (1 if self.has_tail_frame else 0)
 
-    @property
+    @functools.cached_property
     def has_tail_frame(self) -> bool:
         """True when the profile appends a zero-padded frame at the window's end."""
         covered = (self.full_frames - 1) * self.step_samples + self.frame_samples
         return self.pad_tail and covered < self.window_samples
 
-    @property
+    @functools.cached_property
     def input_shape(self) -> tuple:
         """The model input tensor's shape, batch of one."""
         if self.layout == "coef_time":
@@ -162,10 +162,11 @@ class FeatureProfile:
         Returns float32 ``[frames, ncoef]``.
         """
         frames = frame_signal(emphasised, self.frame_samples, self.step_samples)
-        frames = frames * self._window
+        frames *= self._window
         pspec = power_spectrum(frames, self.nfft)
         feats = pspec @ self._filterbank_t
-        feats = np.log(np.where(feats == 0, _EPS, feats))
+        feats[feats == 0] = _EPS
+        np.log(feats, out=feats)
         if self.kind == "mfcc":
             dct, lifter = _mfcc_functions()
             feats = lifter(dct(feats, type=2, axis=1, norm="ortho")[:, :self.ncoef], self.lifter)
@@ -246,6 +247,14 @@ PROFILES = {
         kind="logmel", winfunc="hamming", preemph=0.97, lowfreq=20.0, highfreq=7600.0,
         layout="time_coef",
     ),
+    # logmel40 over a 1.5 s window (74 frames): enough context to hear that speech goes on
+    # around an "st" + vowel syllable (added by the trainer's owner, issue 10).
+    "logmel40-1500ms": FeatureProfile(
+        name="logmel40-1500ms", sample_rate=16000, window_s=1.5,
+        frame_len_s=0.030, frame_step_s=0.020, nfft=512, nfilt=40, ncoef=40,
+        kind="logmel", winfunc="hamming", preemph=0.97, lowfreq=20.0, highfreq=7600.0,
+        layout="time_coef",
+    ),
 }
 
 
@@ -253,20 +262,28 @@ _EPS = np.finfo(float).eps
 
 
 def frame_signal(x: np.ndarray, frame_len: int, step: int) -> np.ndarray:
-    """``[frames, frame_len]`` frames starting every ``step`` samples, the last zero-padded
-    if it runs past the end (python_speech_features' ``sigproc.framesig``, without a window;
-    a read-only view when no padding is needed)."""
+    """A new ``[frames, frame_len]`` array of the frames starting every ``step`` samples, the
+    last zero-padded if it runs past the end (python_speech_features' ``sigproc.framesig``,
+    without a window)."""
     n = x.shape[0]
     count = 1 if n <= frame_len else 1 + -(-(n - frame_len) // step)
     padded_len = (count - 1) * step + frame_len
     if padded_len > n:
         x = np.concatenate([x, np.zeros(padded_len - n)])
-    return np.lib.stride_tricks.sliding_window_view(x, frame_len)[::step]
+    return x[_frame_index(count, frame_len, step)]
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_index(count: int, frame_len: int, step: int) -> np.ndarray:
+    return np.arange(frame_len)[None, :] + np.arange(0, count * step, step)[:, None]
 
 
 def power_spectrum(frames: np.ndarray, nfft: int) -> np.ndarray:
     """``|rfft(frame, nfft)|**2 / nfft`` per frame (python_speech_features' ``powspec``)."""
-    return 1.0 / nfft * np.square(np.absolute(np.fft.rfft(frames, nfft)))
+    pspec = np.absolute(np.fft.rfft(frames, nfft))
+    np.square(pspec, out=pspec)
+    pspec *= 1.0 / nfft
+    return pspec
 
 
 def mel_filterbank(nfilt: int, nfft: int, rate: int, lowfreq: float, highfreq: float) -> np.ndarray:
