@@ -264,8 +264,8 @@ class Actions:
                 continue
             (log.warning if state.startswith("skipped") else log.info)(
                 "%s %s", item.describe(), state,
-                     extra={"kwsd_event": "action", "kwsd_action": item.describe(),
-                            "kwsd_state": state, "kwsd_mono": f"{time.monotonic():.6f}"})
+                extra={"kwsd_event": "action", "kwsd_action": item.describe(),
+                       "kwsd_state": state, "kwsd_mono": f"{time.monotonic():.6f}"})
 
     def pin_history(self):
         """Per output, the mock pin's changes as ``(monotonic_time, state)`` pairs.
