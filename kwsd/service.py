@@ -21,6 +21,7 @@ from kwsd.errors import ConfigError
 from kwsd.model_supervisor import ModelSupervisor
 from kwsd.outputs import Outputs
 from kwsd.pipeline import Pipeline
+from kwsd.room import RoomWatch
 from kwsd.status import Status
 from kwsd.supervisor import Notifier, Supervisor
 from kwsd.workers import Feeder, Worker
@@ -54,6 +55,8 @@ class Service:
         self.feeder = Feeder(self.pipeline, self.status, self.supervisor.on_fatal,
                              self.supervisor.wake, clock)
         self.outputs, self.workers, self._next_poll, self._overflows = None, [], 0.0, 0
+        self._next_overflow_log = 0.0
+        self.room = None                  # captures, meter, shadow log (kwsd.room)
 
     def status_text(self):
         """The ``STATUS=`` line."""
@@ -85,6 +88,7 @@ class Service:
         self.outputs = Outputs(self.config if self.use_actions else None, self.status,
                                self.supervisor.wake.set)
         self.pipeline.on_detection = self.outputs
+        self.room = RoomWatch.from_config(self.pipeline, self.config, self._device)
         if threads:
             self.workers = [Worker("kwsd-features", self.feeder.step, self.supervisor.on_fatal),
                             Worker("kwsd-decide", self.feeder.decide_step,
@@ -93,6 +97,9 @@ class Service:
                 w.start()
         self.source.start(self.feeder)
         self.supervisor.ready(self.status_text())
+
+    def _device(self):
+        return getattr(getattr(self.source, "epoch", None), "device", "") or ""
 
     def step(self):
         """One pass of everything, in this thread (deterministic tests)."""
@@ -107,10 +114,12 @@ class Service:
         if self.config.watch_model and now >= self._next_poll:
             self._next_poll = now + self.config.watch_interval_s
             self.models.poll()
+        if self.room is not None:
+            self.room.tick(now)
         epoch = getattr(self.source, "epoch", None)
         over = (epoch.ring.overflow_blocks if epoch else 0) + self.source.status_flags
-        if over > self._overflows:
-            self._overflows = over
+        if over > self._overflows and now >= self._next_overflow_log:
+            self._overflows, self._next_overflow_log = over, now + 10.0   # at most every 10 s
             log.warning("audio overflow: %d ring-full blocks, %d PortAudio status flags, "
                         "%d late windows skipped", epoch.ring.overflow_blocks if epoch else 0,
                         self.source.status_flags, self.pipeline.skipped,
@@ -135,6 +144,10 @@ class Service:
             return
         self.config = cfg
         self.pipeline.max_lag_s = cfg.detector.max_lag_s
+        if self.room is None or not self.room.wanted(cfg):
+            if self.room is not None:
+                self.room.close()
+            self.room = RoomWatch.from_config(self.pipeline, cfg, self._device)
         if self.use_actions and (cfg.actions, cfg.gpio) != (old.actions, old.gpio):
             self.outputs.replace(cfg)
         if cfg.audio != old.audio and not self.input_file:
@@ -159,6 +172,8 @@ class Service:
             self.outputs.close()
         for w in self.workers:
             w.stop()
+        if self.room is not None:
+            self.room.close()             # the meter saved, queued captures written
         if self.source is not None:
             self.source.stop(0.3)
         log.info("stopped: %d detection(s), %d window(s) scored, %d skipped",

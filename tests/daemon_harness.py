@@ -117,6 +117,15 @@ class FifoMic:
             os.close(fd)
         self.fifo.unlink()
 
+    def eof(self):
+        """The writer goes away but the device stays: reads of the FIFO hit end-of-file at
+        once (a broken driver delivering "audio" far faster than real time)."""
+        with self._lock:
+            self._paused = True
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
     def close(self):
         """Stop the feeder and release the FIFO."""
         with self._lock:

@@ -57,3 +57,30 @@ def test_device_vanishes_mid_run_and_comes_back(tmp_path):
         d.close()
         mic.close()
     assert len(d.events("detection")) == 2
+
+
+def test_a_device_delivering_faster_than_real_time_is_reopened(tmp_path):
+    """Fault 6: a FIFO at end-of-file made the stream deliver "audio" far faster than real
+    time: the daemon spun with millions of overflows and never reopened it."""
+    mic = FifoMic(tmp_path)
+    cfg = write_config(tmp_path / "kwsd.yaml", SEED_MODEL)
+    d = Daemon(cfg, tmp_path, mic)
+    try:
+        d.wait_notify("READY", "1", timeout=60)
+        opened = d.wait_event("audio_open")
+        mic.say(silence(0.5), mark="start")
+        mic.mark_time("start")
+        mic.eof()
+        lost = d.wait_event("audio_lost", start=opened)
+        assert "faster than real time" in d.lines[lost][1]["KWSD_REASON"]
+        mic.plug()
+        d.wait_event("audio_open", start=lost)
+        log1, _ = d.mark()
+        mic.say(silence(0.5))
+        mic.say(clip(STOP_CLIPS[2]))
+        mic.say(silence(1.0))
+        d.wait_event("detection", start=log1)
+        assert d.terminate() == 0
+    finally:
+        d.close()
+        mic.close()
