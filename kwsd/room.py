@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from .captures import CaptureWriter, MomentPicker, RecentAudio, moment_record
+from .captures import CaptureSettings, CaptureWriter, MomentPicker, RecentAudio, moment_record
 from .frontend import to_float_mono
 from .meter import Agreement, ScoreMeter, load_meters, save_meters
 
@@ -34,6 +34,12 @@ log = logging.getLogger("kwsd.room")
 
 #: The meter's state file inside the state directory.
 METER_FILE = "meter.json"
+
+
+def state_dir_of(cfg) -> str:
+    """The config's ``state_dir``, else systemd's ``$STATE_DIRECTORY`` (its first entry),
+    else ``""`` (the meter is not kept)."""
+    return cfg.state_dir or (os.environ.get("STATE_DIRECTORY") or "").split(":")[0]
 
 
 def model_sha256(model) -> str:
@@ -78,6 +84,7 @@ class RoomWatch:
         self._pickers = {}                # generation number -> MomentPicker (live path)
         self._agreement = None            # (key, Agreement)
         self.shadow_detections = 0
+        self._next_save = None
         self.audio = self.writer = None
         if capture is not None:
             self.audio = RecentAudio(capture.before_s + capture.after_s + 4.0)
@@ -86,6 +93,41 @@ class RoomWatch:
         pipeline.observers.append(self.on_hop)
         if self.audio is not None:
             pipeline.audio_taps.append(self.on_audio)
+
+    SAVE_EVERY_S = 60.0                   # the meter's file is rewritten this often
+
+    @classmethod
+    def from_config(cls, pipeline, cfg, device=""):
+        """The watch a :class:`~kwsd.config.Config` asks for (captures when ``capture.dir``
+        is set, the meter's file under ``state_dir`` or systemd's ``$STATE_DIRECTORY``, the
+        shadow's log when ``shadow_model`` is set); None when it asks for none of them."""
+        state_dir = state_dir_of(cfg)
+        capture = None
+        if cfg.capture.dir:
+            capture = CaptureSettings(cfg.capture.dir, cfg.capture.detections,
+                                      cfg.capture.near_miss, cfg.capture.max_mb)
+        if capture is None and not state_dir and not cfg.shadow_model:
+            return None
+        return cls(pipeline, capture, state_dir or None, cfg.audio.channel, device)
+
+    def wanted(self, cfg) -> bool:
+        """Whether ``cfg`` asks for the same captures and state folder as this watch."""
+        state_dir = state_dir_of(cfg)
+        same_dir = os.path.join(state_dir, METER_FILE) if state_dir else None
+        capture = (cfg.capture.dir, cfg.capture.detections, cfg.capture.near_miss,
+                   cfg.capture.max_mb) if cfg.capture.dir else None
+        mine = None if self.capture is None else (self.capture.dir, self.capture.detections,
+                                                  self.capture.near_miss, self.capture.max_mb)
+        return same_dir == self.state_path and capture == mine and cfg.audio.channel == \
+            self.channel
+
+    def tick(self, now: float):
+        """Main thread, every pass: save the meter every :attr:`SAVE_EVERY_S` seconds."""
+        if self._next_save is None:
+            self._next_save = now + self.SAVE_EVERY_S
+        elif now >= self._next_save:
+            self._next_save = now + self.SAVE_EVERY_S
+            self.save()
 
     # ---------------------------------------------------------------- feature thread
     def on_audio(self, block, stream_time, rate):
@@ -197,7 +239,11 @@ class RoomWatch:
                         exc.strerror or exc, extra={"kwsd_event": "meter_save_failed"})
 
     def close(self):
-        """Save the meters and let the capture writer finish what is queued."""
+        """Detach from the pipeline, save the meters, let the capture writer finish what is
+        queued."""
+        p = self.pipeline
+        p.observers = [f for f in p.observers if f != self.on_hop]    # one atomic rebind:
+        p.audio_taps = [f for f in p.audio_taps if f != self.on_audio]  # threads iterate them
         self.save()
         if self.writer is not None:
             self.writer.close()
