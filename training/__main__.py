@@ -16,6 +16,7 @@ status of :mod:`kwsd.errors`; never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -37,7 +38,7 @@ def add_prepare_arguments(p, data_required=True):
     p.add_argument("data", nargs="+" if data_required else "*", metavar="DATA_DIR",
                    help="folders in the Speech Commands layout (a folder per word, "
                         "_background_noise_/, optional validation_list.txt/testing_list.txt)")
-    p.add_argument("--keyword", default="stop", help="the word to spot (a folder name)")
+    p.add_argument("--keyword", default="stop", help="the word to spot (its folder's name)")
     p.add_argument("--synthetic", action="extend", nargs="+", default=[], metavar="DIR",
                    help="folders in the same layout (e.g. from `kwsd-train synth`) used for "
                         "training only: never held out, so every reported figure is on real "
@@ -55,8 +56,12 @@ def add_prepare_arguments(p, data_required=True):
     p.add_argument("--ir", action="extend", nargs="+", default=[], metavar="DIR",
                    help="folders of room impulse responses (default: synthetic ones)")
     p.add_argument("--profile", default="logmel40", help="kwsd feature profile (default logmel40)")
-    p.add_argument("--validation-percent", type=float, default=10.0)
-    p.add_argument("--testing-percent", type=float, default=10.0)
+    p.add_argument("--validation-percent", type=float, default=10.0,
+                   help="share of speakers held out for validation (calibration), when the "
+                        "data has no validation_list.txt")
+    p.add_argument("--testing-percent", type=float, default=10.0,
+                   help="share of speakers held out for testing, when the data has no "
+                        "testing_list.txt")
     p.add_argument("--long-validation-percent", type=float, default=None,
                    help="share of --long files held out for validation (default: as clips)")
     p.add_argument("--long-testing-percent", type=float, default=None,
@@ -65,7 +70,8 @@ def add_prepare_arguments(p, data_required=True):
     p.add_argument("--split-salt", default=None,
                    help="salt for the speaker-hash split (default: the corpus's own rule, "
                         "salted automatically if it puts every speaker on one side)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=1234,
+                   help="seed of the augmentation's random choices")
     g = p.add_argument_group("augmentation")
     g.add_argument("--variants", type=int, default=8, help="augmented windows per keyword clip")
     g.add_argument("--word-variants", type=int, default=2,
@@ -77,10 +83,14 @@ def add_prepare_arguments(p, data_required=True):
                    help="negative windows cut per second of long recordings")
     g.add_argument("--noise-per-second", type=float, default=2.0,
                    help="negative windows cut per second of noise")
-    g.add_argument("--noise-prob", type=float, default=0.8)
-    g.add_argument("--snr-db", type=float, nargs=2, default=(0.0, 25.0), metavar=("LO", "HI"))
-    g.add_argument("--speed-prob", type=float, default=0.5)
-    g.add_argument("--ir-prob", type=float, default=0.3)
+    g.add_argument("--noise-prob", type=float, default=0.8,
+                   help="chance that a window gets background noise mixed in")
+    g.add_argument("--snr-db", type=float, nargs=2, default=(0.0, 25.0), metavar=("LO", "HI"),
+                   help="signal-to-noise ratio of that noise, uniform in LO..HI dB")
+    g.add_argument("--speed-prob", type=float, default=0.5,
+                   help="chance that a clip is played 0.88-1.12x as fast (tempo and pitch)")
+    g.add_argument("--ir-prob", type=float, default=0.3,
+                   help="chance that a clip is convolved with a room impulse response")
     g.add_argument("--onsets", type=int, default=2,
                    help="utterance-onset negatives per long speech recording: the window "
                         "ends 0.15-1.0 s into the speech, after silence, a click or a breath")
@@ -189,12 +199,12 @@ def add_train_arguments(p):
                    help="tcsep (default: temporal separable convs, ~21k parameters at width "
                         "48, fast on CPU), dscnn (2-D depthwise-separable CNN, ~24k), or "
                         "tutorial (the seed model's CNN, for comparison)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training windows")
+    p.add_argument("--batch-size", type=int, default=128, help="windows per training step")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--width", type=int, default=None,
                    help="channels (default: 48 for tcsep, 64 for dscnn)")
-    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--dropout", type=float, default=0.2, help="dropout rate before the classifier")
     p.add_argument("--positive-weight", type=float, default=None,
                    help="keyword class weight relative to 1 for the rest "
                         "(default: balance the classes)")
@@ -221,12 +231,23 @@ def _train_kwargs(args) -> dict:
                 mine_limit=args.mine_limit, spec_augment=args.spec_augment)
 
 
+def add_allow_dirty_argument(p):
+    """``--allow-dirty`` for the commands that write a model file."""
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write the model even from a checkout with uncommitted changes (its "
+                        "provenance then names a '-dirty' commit: not for a model that ships)")
+
+
 def add_detector_arguments(p):
     """Detector settings written into the model (threshold is later calibrated)."""
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--smoothing", type=int, default=3)
-    p.add_argument("--refractory-s", type=float, default=1.0)
-    p.add_argument("--hop-s", type=float, default=0.1)
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="score (0..1] at which the daemon fires; `evaluate --write-threshold` "
+                        "and `all` replace it by a calibrated one")
+    p.add_argument("--smoothing", type=int, default=3,
+                   help="hops whose scores are averaged before the threshold")
+    p.add_argument("--refractory-s", type=float, default=1.0,
+                   help="seconds of quiet after a detection")
+    p.add_argument("--hop-s", type=float, default=0.1, help="seconds between decisions")
 
 
 def _settings(args):
@@ -237,6 +258,22 @@ def _settings(args):
                                 refractory_s=args.refractory_s, hop_s=args.hop_s)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless it has none or says it already."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text or default in (None, False, [])
+                or default is argparse.SUPPRESS):
+            return text
+        if isinstance(default, (list, tuple)):
+            default = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+        elif isinstance(default, float):
+            default = f"{default:g}"
+        return f"{text} (default: {str(default).replace('%', '%%')})".lstrip()
 
 
 class UsageError(KwsdError):
@@ -252,28 +289,117 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+# int8 scores further than this from the float model's are worth a warning: near the
+# threshold they change decisions.
+PARITY_WARN_MAX_ABS = 0.1
+
+
+def say_trained(summary, model_dir):
+    """The end of ``train``: what was trained, how long, where it is, what comes next."""
+    print(f"trained {summary['arch']} ({summary['parameters']:,} parameters) in "
+          f"{summary['train_seconds'] / 60:.1f} min; best epoch {summary['best_epoch']} of "
+          f"{summary['epochs']}")
+    print(f"model: {Path(model_dir) / 'model.keras'} (settings: train_config.json, curves: "
+          "training_curves.png)")
+    print(f"next: kwsd-train export {model_dir}")
+
+
+def say_exported(summary):
+    """The end of ``export``: the files, their sizes, and whether int8 agrees with float."""
+    for kind in ("int8", "float"):
+        print(f"{kind:>5}: {summary[kind]['path']} ({summary[kind]['bytes'] / 1024:.1f} KiB)")
+    par = summary["parity"]
+    print(f"int8 vs float scores over {par['windows']} validation windows: mean difference "
+          f"{par['int8_vs_float_mean_abs']:.4f}, largest {par['int8_vs_float_max_abs']:.4f}")
+    if par["int8_vs_float_max_abs"] > PARITY_WARN_MAX_ABS:
+        print(f"WARNING: the int8 model's scores differ from the float model's by up to "
+              f"{par['int8_vs_float_max_abs']:.2f}: its decisions near the threshold will "
+              "differ; evaluate both (`kwsd-train evaluate INT8 FLOAT --data WORKDIR ...`)")
+
+
+def _pct(x, digits=1):
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def say_evaluated(report, out_dir):
+    """The end of ``evaluate``: each model's headline figures and whether it met the targets."""
+    t = report["targets"]
+    for name, m in report["models"].items():
+        cal = m["calibration"]
+        print(f"{name}: threshold {cal['threshold']:g} (calibrated on {cal['split']})")
+        for split in ("validation", "testing"):
+            if split not in m:
+                continue
+            c = m[split]["calibrated"]
+            fa = c["long"]["false_accepts_per_hour"]
+            print(f"  {split:>10}: recall {_pct(c['clip']['recall'])} of "
+                  f"{c['clip']['keyword_clips']} clips, false positives "
+                  f"{_pct(c['clip']['false_positive_rate'], 2)} of {c['clip']['other_clips']} "
+                  f"other words, " + ("no long audio" if fa is None else
+                                      f"{fa:g} false accepts/h over {c['long']['hours']:g} h")
+                  + f", ROC AUC {m[split]['roc_auc']}")
+        missed = _missed_targets(m.get(cal["split"], {}).get("calibrated"), t)
+        if cal["met_targets"] and not missed:
+            print(f"  targets met on {cal['split']}: <= {t['fa_per_hour']:g} false accepts/h, "
+                  f"<= {_pct(t['clip_fpr'], 2)} false positives, recall >= "
+                  f"{_pct(t['min_recall'])}")
+        else:
+            print(f"  TARGETS MISSED on {cal['split']}: " + ("; ".join(missed) or
+                  "no threshold meets them all") + ". This threshold comes closest; more (or "
+                  "more varied) training data, not another threshold, fixes that.")
+    print(f"report: {Path(out_dir) / 'report.md'}")
+
+
+def _missed_targets(c, t) -> list:
+    """``["false positives 0.62% (target <= 0.5%)", ...]`` for the targets ``c`` misses."""
+    if not c:
+        return []
+    missed = []
+    fa, fpr, recall = (c["long"]["false_accepts_per_hour"], c["clip"]["false_positive_rate"],
+                       c["clip"]["recall"])
+    if fa is not None and fa > t["fa_per_hour"]:
+        missed.append(f"{fa:g} false accepts/h (target <= {t['fa_per_hour']:g})")
+    if fpr is not None and fpr > t["clip_fpr"]:
+        missed.append(f"false positives {_pct(fpr, 2)} (target <= {_pct(t['clip_fpr'], 2)})")
+    if recall is not None and recall < t["min_recall"]:
+        missed.append(f"recall {_pct(recall)} (target >= {_pct(t['min_recall'])})")
+    return missed
+
+
+def _check_provenance(args):
+    """Refuse to record an uncommitted checkout in a model's provenance (``--allow-dirty``)."""
+    from .export import git_commit
+
+    commit = git_commit()
+    if commit.endswith("-dirty") and not args.allow_dirty:
+        raise UsageError(f"this kwsd checkout has uncommitted changes (see `git status`): the "
+                         f"model would name commit {commit}, which nobody can check out to "
+                         "make it again. Commit them first, or pass --allow-dirty for a model "
+                         "that will not ship")
+
+
 def cmd_train(args) -> int:
-    """``kwsd-train train``: prints a one-line JSON summary."""
+    """``kwsd-train train``: ends with a short summary."""
     from .train import train
 
     summary = train(args.workdir, args.out, **_train_kwargs(args))
-    print(json.dumps({k: summary[k] for k in ("arch", "parameters", "best_epoch",
-                                              "train_seconds")}))
+    say_trained(summary, args.out)
     return 0
 
 
 def cmd_export(args) -> int:
-    """``kwsd-train export``: prints the export summary (paths, sizes, parity)."""
+    """``kwsd-train export``: ends with the files and the int8/float parity."""
     from .export import export
 
+    _check_provenance(args)
     summary = export(args.model_dir, args.workdir, settings=_settings(args),
                      progress=not args.quiet)
-    print(json.dumps(summary, indent=1))
+    say_exported(summary)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    """``kwsd-train evaluate``: prints the Markdown report's path."""
+    """``kwsd-train evaluate``: ends with each model's figures and the report's path."""
     from .evaluate import evaluate_models, write_threshold
 
     crossval = None
@@ -295,7 +421,7 @@ def cmd_evaluate(args) -> int:
             write_threshold(path, m["calibration"]["threshold"], _headline(m),
                             m["heldout_long"]["det_table"])
             print(f"{path}: threshold set to {m['calibration']['threshold']:g}", file=sys.stderr)
-    print(Path(args.out) / "report.md")
+    say_evaluated(report, args.out)
     return 0
 
 
@@ -364,6 +490,7 @@ def cmd_all(args) -> int:
     from .export import export
     from .train import train
 
+    _check_provenance(args)
     out = Path(args.out)
     args.out = str(out / "work")
     prepare(args)
@@ -381,10 +508,10 @@ def cmd_all(args) -> int:
         write_threshold(summary[kind]["path"], m["calibration"]["threshold"], metrics)
     final = out / f"{args.keyword}.tflite"
     shutil.copyfile(summary["int8"]["path"], final)
-    print(json.dumps({"model": str(final), "bytes": final.stat().st_size,
-                      "threshold": m["calibration"]["threshold"],
-                      "report": str(out / "report" / "report.md"),
-                      "parity": summary["parity"]}, indent=1))
+    say_exported(summary)
+    say_evaluated(report, out / "report")
+    print(f"model to use: {final} ({final.stat().st_size / 1024:.1f} KiB, threshold "
+          f"{m['calibration']['threshold']:g}); on the Pi, copy it over the configured model")
     return 0
 
 
@@ -411,12 +538,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-j", "--workers", type=int, default=None,
                         help="worker processes (default: all cores)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # every command's --help shows the defaults (HelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=functools.partial(
+        argparse.ArgumentParser, formatter_class=HelpFormatter))
     sub.required = True
 
     p = sub.add_parser("prepare", help="index + split data folders and cache their features")
     add_prepare_arguments(p)
-    p.add_argument("--out", required=True, metavar="WORKDIR")
+    p.add_argument("--out", required=True, metavar="WORKDIR",
+                   help="the work folder to write: index and feature cache")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train a model on a prepared work folder")
@@ -429,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--workdir", help="the prepared work folder (default: the one trained on)")
     add_detector_arguments(p)
+    add_allow_dirty_argument(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="streaming evaluation with kwsd's own detector")
@@ -455,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
     add_detector_arguments(p)
     add_evaluate_arguments(p)
+    add_allow_dirty_argument(p)
     p.add_argument("--out", required=True, metavar="OUT_DIR")
     p.set_defaults(func=cmd_all)
 
@@ -492,7 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of ``kwsd-train``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ logging (before TensorFlow is imported): its INFO/WARNING lines and its
+    # spurious ERROR lines (`E0000 ... use_unbounded_threadpool`) look like failures to a
+    # user; a real failure reaches Python as an exception and is reported as such.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -36,8 +36,9 @@ The default hard negatives for "stop" are words that share most of its sounds. W
 *contain* the keyword are left out of the defaults ("stops", "bus stop": a model that fires
 on them is doing its job), except "stopped", which issue 4 lists as a hard negative: its
 ending /t/ follows the /p/ closure, so the window a streaming model sees differs from a
-plain "stop" only by that release; keep it, or drop it with ``--negatives``. Any negative
-that contains the keyword gets a warning when rendered.
+plain "stop" only by that release; keep it, or drop it with ``--negatives``. It is rendered
+quietly (a deliberate hard negative); a word given with ``--negatives`` that contains the
+keyword gets a warning.
 
 >>> from training.synth import render_corpus
 >>> summary = render_corpus("/tmp/synth", keyword="stop", positives=20,
@@ -760,13 +761,14 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
     ``../shared/data/festvox_ru`` (held-out audio must not be heard in training, even cut up).
     Returns a summary: counts per folder, per engine, the voices used, failures.
     """
+    chosen = negatives is not None          # the defaults hold "stopped" on purpose
     if negatives is None:
         negatives = DEFAULT_NEGATIVES if keyword.lower() == "stop" else ()
     negatives = [w for w in dict.fromkeys(n.strip() for n in negatives) if w]
     if keyword in negatives:
         raise ValueError(f"the keyword {keyword!r} is also listed as a negative")
     for w in negatives:
-        if keyword.lower() in w.lower():
+        if chosen and keyword.lower() in w.lower():
             warnings.warn(f"negative {w!r} contains the keyword {keyword!r}; "
                           "rendering it as a negative as asked", stacklevel=2)
     for engine, why in engine_status(engines).items():
@@ -784,12 +786,17 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
     plan = plan_corpus(voices, keyword, negatives, positives, per_negative, speech_minutes,
                        seed=seed, hard_share=hard_share)
     os.makedirs(out_dir, exist_ok=True)
-    results = []
     tasks = [(job, out_dir, overwrite) for job in plan]
+    # Render in a seeded shuffled order: the plan goes from quick espeak words to slow neural
+    # voices and long speech, so in plan order the bar's rate, and its ETA, swing tenfold;
+    # shuffled, every stretch of the run mixes every engine and kind of job alike.
+    order = random.Random(seed).sample(range(len(tasks)), len(tasks))
+    results = [None] * len(tasks)
     bar = _progress(len(plan), progress)
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, int(jobs))) as pool:
-        for result in pool.map(_render_job_star, tasks, chunksize=4):
-            results.append(result)
+        for i, result in zip(order, pool.map(_render_job_star, [tasks[i] for i in order],
+                                             chunksize=4)):
+            results[i] = result
             bar.update(1)
     bar.close()
     return _summarise(out_dir, results, keyword)
@@ -865,7 +872,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="voice ids to leave out (glob patterns, comma-separated), e.g. "
                              "'festival-msu-ru-nsh*': that Russian voice is cut from the "
                              "recordings in ../shared/data/festvox_ru")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the choices of voices, texts and variants (default 0)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="parallel rendering processes (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="re-render existing files")
