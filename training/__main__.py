@@ -171,10 +171,19 @@ def prepare(args) -> Path:
             "command": _command_line()}
     # unusable files stay out of the index
     items = [it for it in items if it.path not in problems.skipped]
+    problems.report()
+    if not any(it.role == "keyword" and it.split == "training" for it in items):
+        raise DatasetError(", ".join(args.data), f"none of the {args.keyword!r} clips for "
+                                                 "training could be read (see the warnings "
+                                                 "above): replace the damaged files")
+    counts = split_counts(items)
+    for split in ("validation", "testing"):
+        if counts[split]["keyword_speakers"] == 1:
+            problems.warn(f"the {split} side holds {args.keyword!r} clips of one speaker "
+                          "only: its figures say little about other voices (add speakers, or "
+                          f"raise --{split}-percent)")
     index = out / "index.json"
     save_index(index, items, meta)
-    problems.report()
-    counts = split_counts(items)
     if not args.quiet:
         for split, c in counts.items():
             print(f"{split:>10}: {c['keyword']} {args.keyword} clips ({c['keyword_speakers']} "

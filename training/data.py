@@ -189,6 +189,12 @@ def scan_speech_commands(root, keyword: str, validation_percentage=10.0,
     if not clips:
         raise DatasetError(root, "no audio clips in word sub-folders "
                                  "(expected e.g. stop/SPEAKER_nohash_0.wav)")
+    loose = sorted(p.name for p in root.iterdir()
+                   if p.is_file() and p.name.lower().endswith(AUDIO_EXTENSIONS))
+    if loose:
+        problems.warn(f"{root}: {len(loose)} audio file(s) at the top of the folder are not "
+                      f"used ({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}): a "
+                      f"clip goes in the folder named after its word, e.g. {keyword}/")
     val_list, test_list = root / "validation_list.txt", root / "testing_list.txt"
     if val_list.exists() or test_list.exists():
         val = _read_list(val_list) if val_list.exists() else set()
