@@ -50,6 +50,11 @@ def _sd():
     return sounddevice
 
 
+def default_input_device():
+    """PortAudio's default input device index (or -1/None when there is none)."""
+    return _sd().default.device[0]
+
+
 def check_portaudio():
     """Raise :class:`~kwsd.errors.UnavailableError` now if PortAudio cannot be loaded."""
     _sd()

@@ -168,8 +168,9 @@ class Service:
     def shutdown(self):
         """Outputs safe first, then threads and audio stopped; ``STOPPING=1``."""
         self.supervisor.notifier.stopping()
-        if self.outputs is not None:
-            self.outputs.close()
+        if self.outputs is None:           # start() failed before anything ran
+            return
+        self.outputs.close()
         for w in self.workers:
             w.stop()
         if self.room is not None:

@@ -64,15 +64,14 @@ def cmd_listen(args):
 
 def cmd_devices(args):
     """``kwsd devices``: input devices with their channels and default rates."""
-    from kwsd.capture import list_input_devices
+    from kwsd.capture import default_input_device, list_input_devices
 
     devices = list_input_devices()
     if not devices:
         print("no audio input devices (is a microphone plugged in? `arecord -l` lists "
               "ALSA's view)")
         return 0
-    from kwsd.capture import _sd
-    default = _sd().default.device[0]
+    default = default_input_device()
     print(f"{'index':>5}  {'channels':>8}  {'default rate':>12}  name")
     for index, name, channels, rate in devices:
         mark = " (default)" if index == default else ""
