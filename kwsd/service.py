@@ -21,6 +21,7 @@ from kwsd.errors import ConfigError
 from kwsd.model_supervisor import ModelSupervisor
 from kwsd.outputs import Outputs
 from kwsd.pipeline import Pipeline
+from kwsd.sources import open_source
 from kwsd.room import RoomWatch
 from kwsd.status import Status
 from kwsd.supervisor import Notifier, Supervisor
@@ -54,8 +55,7 @@ class Service:
         self.models = ModelSupervisor(config, self.pipeline.publish)
         self.feeder = Feeder(self.pipeline, self.status, self.supervisor.on_fatal,
                              self.supervisor.wake, clock)
-        self.outputs, self.workers, self._next_poll, self._overflows = None, [], 0.0, 0
-        self._next_overflow_log = 0.0
+        self.outputs, self.workers, self._next_poll = None, [], 0.0
         self.room = None                  # captures, meter, shadow log (kwsd.room)
 
     def status_text(self):
@@ -71,15 +71,8 @@ class Service:
         return beats
 
     def _make_source(self):
-        from kwsd.sources import FileSource
-        if self.input_file:
-            from kwsd.audiofile import AudioFile
-            return FileSource(AudioFile(self.input_file), self.config.audio.block_s,
-                              self.config.audio.ring_s,
-                              tail_s=self.models.generation.live.model.profile.window_s)
-        from kwsd.capture import Capture, check_portaudio
-        check_portaudio()
-        return Capture(self.config.audio, self.models.generation.live.model.profile.sample_rate)
+        return open_source(self.config.audio, self.models.generation.live.model.profile,
+                           self.input_file)
 
     def start(self, threads=True):
         """Load the model, open the input, set up outputs, start the threads; READY=1."""
@@ -116,14 +109,7 @@ class Service:
             self.models.poll()
         if self.room is not None:
             self.room.tick(now)
-        epoch = getattr(self.source, "epoch", None)
-        over = (epoch.ring.overflow_blocks if epoch else 0) + self.source.status_flags
-        if over > self._overflows and now >= self._next_overflow_log:
-            self._overflows, self._next_overflow_log = over, now + 10.0   # at most every 10 s
-            log.warning("audio overflow: %d ring-full blocks, %d PortAudio status flags, "
-                        "%d late windows skipped", epoch.ring.overflow_blocks if epoch else 0,
-                        self.source.status_flags, self.pipeline.skipped,
-                        extra={"kwsd_event": "overflow"})
+        self.status.log_overflows(self.source, self.pipeline, now)
 
     def reload(self):
         """SIGHUP: re-read the config and the model; keep everything on any failure."""

@@ -179,3 +179,22 @@ class FileSource:
             self._sink.on_end()
         except BaseException as err:       # e.g. NaN found mid-file: the run must end
             self._sink.on_fatal("kwsd-file", err)
+
+
+def open_source(audio, profile, input_file=None):
+    """The daemon's source: ``input_file`` played in real time, else the configured device.
+
+    Args:
+        audio: the :class:`~kwsd.config.AudioConfig`.
+        profile: the live model's feature profile (its rate for ``samplerate: auto``, its
+            window for the silence after a file).
+    Raises :class:`~kwsd.errors.AudioFileError` for an unreadable file and
+    :class:`~kwsd.errors.UnavailableError` when PortAudio cannot be loaded, at once.
+    """
+    if input_file:
+        from kwsd.audiofile import AudioFile
+        return FileSource(AudioFile(input_file), audio.block_s, audio.ring_s,
+                          tail_s=profile.window_s)
+    from kwsd.capture import Capture, check_portaudio
+    check_portaudio()
+    return Capture(audio, profile.sample_rate)

@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
+
+log = logging.getLogger("kwsd.service")
 
 
 class Status:
@@ -25,6 +28,19 @@ class Status:
         self.audio_state = "waiting"
         self.audio_reason = None
         self.config_problem = None
+        self._overflows = 0
+        self._next_overflow_log = 0.0
+
+    def log_overflows(self, source, pipeline, now):
+        """Log a warning when overflows grew (at most every 10 s of ``now``)."""
+        epoch = getattr(source, "epoch", None)
+        ring = epoch.ring.overflow_blocks if epoch else 0
+        over = ring + source.status_flags
+        if over > self._overflows and now >= self._next_overflow_log:
+            self._overflows, self._next_overflow_log = over, now + 10.0
+            log.warning("audio overflow: %d ring-full blocks, %d PortAudio status flags, "
+                        "%d late windows skipped", ring, source.status_flags, pipeline.skipped,
+                        extra={"kwsd_event": "overflow"})
 
     def audio(self, state, reason=None):
         """Record the audio state (``"running"`` clears the reason)."""
