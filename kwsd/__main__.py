@@ -67,6 +67,13 @@ def cmd_detect(args) -> int:
     from .model import load_model
     from .spotter import resolve_settings
 
+    if args.info:
+        from .room_cli import describe_model
+        print(describe_model(load_model(args.info, profile=args.profile)))
+        return 0
+    if not args.files:
+        print("kwsd detect: give audio FILEs (or --info MODEL)", file=sys.stderr)
+        return EX_USAGE
     cfg = None
     if args.config:
         from .config import load_config
@@ -90,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect", help="detect the keyword in audio files (WAV, FLAC)",
                        description="Run files through the daemon's decision path, block by block.")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("--info", metavar="MODEL",
+                   help="print a model's metadata and threshold table (false accepts/hour, "
+                        "recall) instead")
     p.add_argument("--model", help="a .tflite model (default: the config's, else the bundled one)")
     p.add_argument("--config", help="a kwsd YAML config to take the model and detector settings from")
     p.add_argument("--profile", type=profile_name,
@@ -111,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_subcommands = None
     if add_subcommands is not None:
         add_subcommands(sub)
+    from .room_cli import add_subcommands as add_room_subcommands
+    add_room_subcommands(sub)           # stats, captures, enroll
     return parser
 
 

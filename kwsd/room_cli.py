@@ -274,27 +274,39 @@ class Enrolment:
         self._kept = 0
         self._onset = None            # samples kept at the onset
 
+    @property
+    def ready(self) -> bool:
+        """Whether the room's floor has been measured (words are listened for after it)."""
+        return sum(b.size for b in self._floor) >= self.floor_s * self.rate
+
+    def _trim(self):
+        """Keep only what may come before an onset: the last ``before_s``."""
+        while self._buf and self._kept - self._buf[0].size >= self.before_s * self.rate:
+            self._kept -= self._buf.pop(0).size
+
     def reset(self):
-        """Start over for the next word (the floor is kept)."""
-        self._buf, self._kept, self._onset = [], 0, None
+        """Start over for the next word (the floor, and the last ``before_s`` of audio as
+        the next word's lead-in, are kept)."""
+        audio = np.concatenate(self._buf) if self._buf else np.zeros(0)
+        keep = audio[max(0, audio.size - int(self.before_s * self.rate)):]
+        self._buf, self._kept, self._onset = ([keep] if keep.size else []), keep.size, None
 
     def push(self, block):
         """One block of mono float samples; returns the clip once complete, else None."""
         x = np.asarray(block, np.float64).reshape(-1)
         level = 10 * np.log10(np.mean(x ** 2) + 1e-12)
-        if sum(b.size for b in self._floor) < self.floor_s * self.rate:
-            self._floor.append(x)
-            return None
         self._buf.append(x)
         self._kept += x.size
+        if not self.ready:
+            self._floor.append(x)          # the room's floor (also the first lead-in)
+            self._trim()
+            return None
         if self._onset is None:
             floor = 10 * np.log10(np.mean(np.concatenate(self._floor) ** 2) + 1e-12)
-            if level >= max(floor + self.margin_db, self.min_dbfs):
-                self._onset = self._kept - x.size
-            else:                      # keep only what may come before an onset
-                while self._buf and self._kept - self._buf[0].size >= self.before_s * self.rate:
-                    self._kept -= self._buf.pop(0).size
+            if level < max(floor + self.margin_db, self.min_dbfs):
+                self._trim()
                 return None
+            self._onset = self._kept - x.size
         if self._kept - self._onset < self.after_s * self.rate:
             return None
         audio = np.concatenate(self._buf)
@@ -314,7 +326,7 @@ def enroll(blocks, rate: int, out_rate: int, folder, count: int, prompt=print,
     it = iter(blocks)
     for block in it:                   # the room's floor first, before the first prompt
         e.push(block)
-        if sum(b.size for b in e._floor) >= e.floor_s * rate:
+        if e.ready:
             break
     n = 1
     while n <= count:
@@ -353,6 +365,152 @@ def microphone_blocks(device, rate: int, channels: int, channel="mix", block_s=0
         while True:
             data, _ = stream.read(int(rate * block_s))
             yield to_float_mono(data, channel)
+
+
+# --------------------------------------------------------------------------- the commands
+
+def _config(args):
+    """The config named by ``--config``, else the default file when present, else the
+    defaults (the bundled model, nothing captured)."""
+    from .config import DEFAULT_CONFIG_PATH, load_config, parse_config
+
+    path = args.config or (DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None)
+    return load_config(path) if path else parse_config({})
+
+
+def _threshold(cfg, path):
+    """The threshold the daemon runs ``path`` at under ``cfg`` (None if unknown)."""
+    facts = model_facts(path)
+    if facts is None:
+        return None
+    _, table, meta = facts
+    if cfg.detector.threshold is not None:
+        return cfg.detector.threshold
+    if cfg.detector.max_false_accepts_per_hour is not None and table is not None:
+        try:
+            return table.threshold_for(cfg.detector.max_false_accepts_per_hour)
+        except ValueError:
+            return None
+    return (meta.get("detector") or {}).get("threshold")
+
+
+def cmd_stats(args) -> int:
+    """``kwsd stats``."""
+    from .errors import EX_CONFIG
+    from .room import METER_FILE, state_dir_of
+
+    cfg = _config(args)
+    state_dir = args.state_dir or state_dir_of(cfg)
+    if not state_dir:
+        print("kwsd stats: no state_dir in the config (and no $STATE_DIRECTORY): the daemon "
+              "keeps no meter; set state_dir: /var/lib/kwsd/state", file=sys.stderr)
+        return EX_CONFIG
+    models = {"live": (cfg.model, _threshold(cfg, cfg.model))}
+    if cfg.shadow_model:
+        models["shadow"] = (cfg.shadow_model, _threshold(cfg, cfg.shadow_model))
+    print(stats_report(os.path.join(state_dir, METER_FILE), models,
+                       tuple(args.thresholds or DEFAULT_THRESHOLDS)))
+    return 0
+
+
+def _capture_dir(args, cfg=None):
+    from .errors import EX_CONFIG
+
+    folder = args.dir or (cfg or _config(args)).capture.dir
+    if not folder:
+        print(f"kwsd {args.command}: no capture folder: set capture.dir in the config or give "
+              "--dir", file=sys.stderr)
+        raise SystemExit(EX_CONFIG)
+    return folder
+
+
+def cmd_captures(args) -> int:
+    """``kwsd captures``: list, or label with ``--label``."""
+    root = _capture_dir(args)
+    if args.label:
+        counts = label_loop(root, play_audio=None if args.no_play else play)
+        print(", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing to label")
+        return 0
+    caps = list_captures(root)
+    for label, flac, record in caps:
+        print(describe_capture(label, flac, record))
+    by = {}
+    for label, _, _ in caps:
+        by[label] = by.get(label, 0) + 1
+    print(f"{len(caps)} capture(s) in {root}: " + (", ".join(f"{n} {k}" for k, n in
+                                                             by.items()) or "none"))
+    return 0
+
+
+def cmd_enroll(args) -> int:
+    """``kwsd enroll``: prompted "stop"s through the configured microphone into stop/."""
+    from .capture import check_portaudio, choose_rate, find_device
+    from .errors import EX_IOERR
+    from .model import load_model
+
+    cfg = _config(args)
+    folder = Path(_capture_dir(args, cfg)) / POSITIVE
+    model = load_model(cfg.model, profile=cfg.profile)
+    spec = cfg.audio.device if args.device is None else \
+        (int(args.device) if args.device.isdigit() else args.device)
+    channels = cfg.audio.channels or 1
+    check_portaudio()
+    import sounddevice as sd
+
+    try:
+        device = find_device(spec)
+        rate = choose_rate(device, cfg.audio.samplerate, model.profile.sample_rate, channels)
+        blocks = microphone_blocks(device, rate, channels, cfg.audio.channel)
+        print(f"recording from {spec if spec is not None else 'the default input'} at "
+              f"{rate} Hz into {folder}; stay quiet for a moment ...", flush=True)
+        paths = enroll(blocks, rate, model.profile.sample_rate, folder, args.count,
+                       prompt=lambda text: print(text, flush=True),
+                       device=str(spec if spec is not None else "default"))
+        blocks.close()
+    except (LookupError, sd.PortAudioError) as exc:
+        print(f"kwsd enroll: cannot record ({exc}); is the service holding the microphone? "
+              "(sudo systemctl stop kwsd)", file=sys.stderr)
+        return EX_IOERR
+    print(f"{len(paths)} recording(s) saved in {folder}")
+    return 0 if len(paths) == args.count else EX_IOERR
+
+
+def add_subcommands(subparsers):
+    """Register ``stats``, ``captures`` and ``enroll`` on the ``kwsd`` subparsers."""
+    from .__main__ import finite_float
+
+    def common(p, capture_dir=True):
+        p.add_argument("--config", help="YAML config (default /etc/kwsd/kwsd.yaml if present)")
+        if capture_dir:
+            p.add_argument("--dir", help="the capture folder (default: the config's "
+                                         "capture.dir)")
+
+    p = subparsers.add_parser("stats", help="detections/hour the room gave, per threshold",
+                              description="For a row of thresholds: how many detections per "
+                              "hour the room's audio would have given (live and shadow model), "
+                              "next to the model's own held-out figures.")
+    common(p, capture_dir=False)
+    p.add_argument("--state-dir", help="the daemon's state folder (default: the config's)")
+    p.add_argument("--thresholds", type=finite_float, nargs="+", metavar="T",
+                   help="thresholds to show (default 0.3 ... 0.95)")
+    p.set_defaults(func=cmd_stats)
+
+    p = subparsers.add_parser("captures", help="list captures; --label to label them",
+                              description="List the captures (capture.dir), or play each "
+                              "unlabelled one and label it with a key.")
+    common(p)
+    p.add_argument("--label", action="store_true", help="label the unlabelled ones, by key")
+    p.add_argument("--no-play", action="store_true", help="do not play them while labelling")
+    p.set_defaults(func=cmd_captures)
+
+    p = subparsers.add_parser("enroll", help="record prompted 'stop's into the captures",
+                              description="Records COUNT prompted 'stop's through the "
+                              "configured microphone into the capture folder's stop/ (stop "
+                              "the service first: it holds the microphone).")
+    common(p)
+    p.add_argument("--count", type=int, default=10, help="how many (default 10)")
+    p.add_argument("--device", help="input device: index or name substring")
+    p.set_defaults(func=cmd_enroll)
 
 
 __all__ = ["stats_rows", "stats_report", "apply_key", "label_loop", "Enrolment", "enroll",
