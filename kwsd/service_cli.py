@@ -42,6 +42,8 @@ def _listen_config(args):
         cfg = replace(cfg, model=os.path.abspath(args.model))
     if args.profile:
         cfg = replace(cfg, profile=args.profile)
+    # a live view: it records nothing and keeps no meter (that is the daemon's)
+    cfg = replace(cfg, capture=replace(cfg.capture, dir=None), state_dir=None)
     if args.device is not None:
         device = int(args.device) if args.device.isdigit() else args.device
         cfg = replace(cfg, audio=replace(cfg.audio, device=device))
