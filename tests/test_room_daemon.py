@@ -3,6 +3,8 @@ the real threads' step functions in the test's thread, gpiozero mock pins, real 
 replaying real speech with three "stop"s (kwsd/data/demo.flac)."""
 
 import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -122,3 +124,29 @@ def test_max_false_accepts_per_hour_picks_the_threshold_the_metadata_says(tmp_pa
         cfg = parse_config({"model": str(m), "detector": {"max_false_accepts_per_hour": 0.01}})
         with pytest.raises(ConfigError, match="detector.max_false_accepts_per_hour: .*" + why):
             detector_settings(load_model(m), cfg)
+
+
+def test_a_shadow_file_is_swapped_in_and_a_bad_one_refused_while_running(tmp_path, demo,
+                                                                         caplog):
+    candidate = tmp_path / "candidate.tflite"
+    shutil.copyfile(TINY, candidate)
+    clock = Clock()
+    svc, src = make_service(BUNDLED_MODEL, demo, clock, shadow_model=str(candidate))
+    with caplog.at_level(logging.INFO, logger="kwsd"):
+        svc.start(threads=False)
+        play(svc, src, 5.0, clock)                      # the tiny candidate hears nothing
+        live = svc.models.generation.live
+        shutil.copyfile(BUNDLED_MODEL, tmp_path / "new.tflite")
+        os.replace(tmp_path / "new.tflite", candidate)  # a new candidate, by the usual swap
+        play(svc, src, 5.0, clock)
+        (tmp_path / "bad.tflite").write_bytes(b"\0" * 64)
+        os.replace(tmp_path / "bad.tflite", candidate)  # a broken one: refused
+        play(svc, src, 20.0, clock)
+        svc.shutdown()
+    assert len(_events(caplog, "shadow_loaded")) == 2
+    rejected = _events(caplog, "model_rejected")
+    assert len(rejected) == 1 and rejected[0].kwsd_role == "shadow"
+    assert svc.models.generation.live is live                 # the live path never changed
+    assert svc.status.detections == 3
+    shadow = [float(r.kwsd_stream_time) for r in _events(caplog, "shadow_detection")]
+    assert [round(t) for t in shadow] == [15, 21]             # the kept candidate heard on
