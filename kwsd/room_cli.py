@@ -70,17 +70,19 @@ def _settings(state):
     return hop, refractory, smoothing
 
 
-def _num(x, fmt):
-    return "-" if x is None else format(x, fmt)
+def _num(x, fmt, width=0):
+    """``x`` formatted, or ``-`` when unknown, right-aligned to ``width``."""
+    return ("-" if x is None else format(x, fmt)).rjust(width)
 
 
 def format_stats(role: str, state: dict, table: DetTable | None, threshold=None,
                  thresholds=DEFAULT_THRESHOLDS) -> str:
     """One model's block of ``kwsd stats``."""
-    hours = state.get("seconds", 0.0) / 3600
+    seconds = state.get("seconds", 0.0)
+    length = f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
     since = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.get("since", 0)))
     head = (f"{role} {state.get('model', '?')} (sha256 {state.get('model_sha256', '?')[:12]}): "
-            f"{hours:.2f} h of audio since {since}, {state.get('detections', 0)} detection(s)"
+            f"{length} of audio since {since}, {state.get('detections', 0)} detection(s)"
             + (f" at threshold {threshold:g}" if threshold is not None else ""))
     lines = [head]
     if table is not None:
@@ -89,8 +91,8 @@ def format_stats(role: str, state: dict, table: DetTable | None, threshold=None,
     lines.append("  threshold  room det/h  time >= t  model FA/h  model recall")
     for t, per_h, share, fa, recall in stats_rows(state, table, thresholds):
         mark = " <" if threshold is not None and abs(t - threshold) < 1e-9 else ""
-        lines.append(f"  {t:9.2f}  {_num(per_h, '10.2f')}  {_num(share, '9.2%')}  "
-                     f"{_num(fa, '10.2f')}  {_num(recall, '12.2f')}{mark}")
+        lines.append(f"  {t:9.2f}  {_num(per_h, '.2f', 10)}  {_num(share, '.2%', 9)}  "
+                     f"{_num(fa, '.2f', 10)}  {_num(recall, '.2f', 12)}{mark}")
     return "\n".join(lines)
 
 
@@ -165,7 +167,7 @@ def describe_model(model) -> str:
         lines.append("  threshold  FA/hour  recall")
         for t, fa, recall in table.rows:
             mark = " <" if abs(t - d.threshold) < 1e-9 else ""
-            lines.append(f"  {t:9.2f}  {_num(fa, '7.2f')}  {_num(recall, '6.3f')}{mark}")
+            lines.append(f"  {t:9.2f}  {_num(fa, '.2f', 7)}  {_num(recall, '.3f', 6)}{mark}")
     return "\n".join(lines)
 
 
