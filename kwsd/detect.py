@@ -38,7 +38,8 @@ def detect_file(path, model, settings, on_event, channel="mix"):
     """Stream one file through a fresh :class:`Spotter`; call ``on_event(event)`` per event.
 
     The file is read block by block: memory does not grow with its length.
-    Raises :class:`~kwsd.errors.AudioFileError` if the file cannot be read.
+    Raises :class:`~kwsd.errors.AudioFileError` if the file cannot be read. Returns the
+    file's length in seconds.
     """
     with AudioFile(path) as audio:
         if channel != "mix" and int(channel) >= audio.channels:
@@ -46,6 +47,7 @@ def detect_file(path, model, settings, on_event, channel="mix"):
                                  "asked for")
         _stream(audio.blocks(BLOCK_FRAMES), audio.rate, audio.channels, model, settings,
                 on_event, channel)
+        return audio.duration_s
 
 
 def detect_samples(samples, rate, model, settings, on_event, channel="mix"):
@@ -79,7 +81,11 @@ def run_detect(files, model, settings, as_json=False, scores=False, out=sys.stdo
     """
     status = 0
     for path in files:
-        def emit(event, path=path):
+        detections = []
+
+        def emit(event, path=path, detections=detections):
+            if event.kind == "detection":
+                detections.append(event)
             if event.kind == "score" and not scores:
                 return
             if as_json:
@@ -95,7 +101,9 @@ def run_detect(files, model, settings, as_json=False, scores=False, out=sys.stdo
                 out.write(f"{path}\t" + format_bar(event.time, event.score, event.smoothed, False,
                                                    threshold=settings.threshold, color=False) + "\n")
         try:
-            detect_file(path, model, settings, emit)
+            seconds = detect_file(path, model, settings, emit)
+            if not detections and not as_json:
+                out.write(f"0 detections in {path} ({seconds:.1f} s)\n")
         except AudioFileError as exc:
             err.write(f"kwsd detect: {exc}\n")
             status = EX_NOINPUT

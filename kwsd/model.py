@@ -59,6 +59,10 @@ UNVERIFIED_RUNTIMES = ("tflite_runtime",)
 LEGACY_DEFAULTS = DetectorSettings(threshold=0.5, smoothing=1, refractory_s=1.0, hop_s=0.1)
 
 
+# The fix for a file that is not (or no longer) a model.
+DAMAGED = "; copy the model file again, or make one with `kwsd-train export`"
+
+
 def interpreter_class(preferred: str | None = None):
     """``(name, Interpreter class)`` of the first importable runtime (or the preferred one).
 
@@ -164,7 +168,7 @@ def load_model_bytes(data: bytes, path="<bytes>", profile=None, runtime=None) ->
     if not data:
         raise ModelError(path, "the model file is empty")
     if not is_tflite(data):
-        raise ModelError(path, "not a TFLite model (no 'TFL3' flatbuffer identifier)")
+        raise ModelError(path, "not a TFLite model (no 'TFL3' flatbuffer identifier)" + DAMAGED)
     name, Interpreter = interpreter_class(runtime)
     if name in UNVERIFIED_RUNTIMES:
         _probe_in_subprocess(data, path, name)
@@ -173,7 +177,7 @@ def load_model_bytes(data: bytes, path="<bytes>", profile=None, runtime=None) ->
             interp = Interpreter(model_content=bytes(data), num_threads=1)
             interp.allocate_tensors()
     except Exception as exc:
-        raise ModelError(path, f"the TFLite runtime rejected it ({_short(exc)})") from None
+        raise ModelError(path, f"the TFLite runtime rejected it ({_short(exc)})" + DAMAGED) from None
     try:
         metadata = read_metadata(data) or {}
     except Exception as exc:
@@ -284,7 +288,7 @@ def _probe_in_subprocess(data: bytes, path, runtime: str):
                            env=env, timeout=60)
     if child.returncode < 0:
         raise ModelError(path, f"the TFLite runtime crashed reading it (signal {-child.returncode}): "
-                               "the file is damaged or truncated")
+                               "the file is damaged or truncated" + DAMAGED)
 
 
 def _short(exc) -> str:

@@ -67,9 +67,13 @@ class Outputs:
         if actions is None:
             return
         actions.close()
-        for name, states in actions.pin_history().items():
-            text = ",".join(f"{int(v)}@{t:.6f}" for t, v in states)
-            log.info("pin history %s: %s", name, text, extra={
+        histories = actions.pin_history()
+        start = min((states[0][0] for states in histories.values() if states), default=0.0)
+        for name, states in histories.items():
+            text = ",".join(f"{int(v)}@{t:.6f}" for t, v in states)     # monotonic times
+            readable = ", ".join(f"{'on' if v else 'off'} at {t - start:.3f} s"
+                                 for t, v in states)
+            log.info("pin history %s (from the start): %s", name, readable, extra={
                 "kwsd_event": "pin_history", "kwsd_output": name, "kwsd_states": text})
         if final:
             log.info("outputs in their safe state", extra={"kwsd_event": "safe_state"})

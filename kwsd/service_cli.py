@@ -90,10 +90,28 @@ def cmd_check_config(args):
     cfg = load_config(args.config)
     print(f"{args.config}: config OK")
     if not args.no_model:
+        _check_model_exists(cfg.model, args.config)
         model = load_model(cfg.model, profile=cfg.profile)
-        settings = detector_settings(model, cfg)
-        print(f"model {model.describe()}; detector {settings}")
+        s = detector_settings(model, cfg)
+        print(f"model {model.describe()}")
+        print(f"detector: threshold {s.threshold:g}, smoothing {s.smoothing} hop(s), "
+              f"refractory {s.refractory_s:g} s, a decision every {s.hop_s:g} s")
     return 0
+
+
+def _check_model_exists(path, config_path):
+    """A missing model file: say which step puts one there."""
+    from kwsd.errors import ModelError
+    from kwsd.install import MODEL_DIR
+
+    if os.path.lexists(path):
+        return
+    if os.path.abspath(path).startswith(MODEL_DIR + "/"):
+        how = ("`sudo kwsd install-service` puts the bundled model there; or set `model:` in "
+               f"{config_path} to another file, or to null for the bundled model")
+    else:
+        how = f"set `model:` in {config_path} to the model file, or to null for the bundled model"
+    raise ModelError(path, f"no such model file: {how}")
 
 
 def add_subcommands(subparsers):
