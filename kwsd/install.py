@@ -6,6 +6,10 @@ the bundled model, or ``--model FILE``), installs ``systemd/kwsd.service`` with 
 pointing at this Python environment, and enables it.  Existing config and model files are
 kept.  ``--root PREFIX`` installs into a tree under PREFIX (no user is created, ``systemctl
 --root`` enables the unit there); ``--dry-run`` only prints what it would do.
+
+On a machine not booted with systemd (a container, a chroot) the files are installed and the
+unit enabled for the next boot, and it says how to run kwsd meanwhile.  A Python
+environment under ``/tmp`` is refused: the unit's ``PrivateTmp=yes`` would hide it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ UNIT_NAME = "kwsd.service"
 CONFIG_DIR = "/etc/kwsd"
 MODEL_DIR = "/var/lib/kwsd/models"
 UNIT_DIR = "/etc/systemd/system"
+# The unit has PrivateTmp=yes: the service sees an empty /tmp and /var/tmp of its own.
+PRIVATE_TMP = ("/tmp/", "/var/tmp/")
 
 
 class InstallError(KwsdError):
@@ -81,6 +87,9 @@ class Installer:
     def _say(self, text):
         print(("would: " if self.dry_run else "") + text, file=self.out)
 
+    def _note(self, text):
+        print(text, file=self.out)
+
     def _run(self, argv):
         self._say("run " + shlex.join(argv))
         if self.dry_run:
@@ -112,6 +121,7 @@ class Installer:
         if not self.root and not self.dry_run and os.geteuid() != 0:
             raise InstallError("install-service needs root: run it with sudo "
                                "(or try --dry-run to see what it does)")
+        self._check_not_in_tmp()
         if not self.root:
             self._ensure_group("gpio")
             self._ensure_user()
@@ -139,13 +149,58 @@ class Installer:
         if self.root:
             if self.enable:
                 self._run(["systemctl", f"--root={self.root}", "enable", UNIT_NAME])
+            if not self.dry_run:
+                self._note(f"done: {UNIT_NAME} installed under {self.root}"
+                           + (" and enabled" if self.enable else ""))
+        elif not systemd_running():
+            self._without_systemd()
         else:
             self._run(["systemctl", "daemon-reload"])
             if self.enable:
                 self._run(["systemctl", "enable"] + (["--now"] if self.start else [])
                           + [UNIT_NAME])
-        self._say("done: edit /etc/kwsd/kwsd.yaml, then `sudo systemctl start kwsd`; "
-                  "logs: `journalctl -u kwsd -f`")
+            sudo = _sudo()
+            self._note(f"done. Next: edit {CONFIG_DIR}/kwsd.yaml (device, pins, actions), check "
+                      f"it with `{sudo}{kwsd_command()} check-config`, then "
+                      f"`{sudo}systemctl {'restart' if self.start else 'start'} kwsd`; "
+                      "logs: `journalctl -u kwsd -f`")
+
+    def _without_systemd(self):
+        """The files are in place, but no systemd runs here to load or start the unit."""
+        if self.enable:
+            if shutil.which("systemctl"):
+                self._run(["systemctl", "enable", UNIT_NAME])   # works offline: symlinks
+            else:
+                self._note("systemctl is not installed: the unit is not enabled")
+        sudo = _sudo()
+        self._note("systemd is not running on this machine (it was not booted with systemd: a "
+                   "container or chroot?), so nothing can load or start the unit here.")
+        self._note(f"Next: on a machine booted with systemd, kwsd starts at boot"
+                   + (" (the unit is enabled)" if self.enable else "")
+                   + f", or now with `{sudo}systemctl daemon-reload && {sudo}systemctl start "
+                   f"kwsd`. To run kwsd here without systemd: `{sudo}{kwsd_command()} run "
+                   f"--config {CONFIG_DIR}/kwsd.yaml`.")
+        if self.start:
+            raise InstallError("--start: systemd is not running here, so kwsd cannot be "
+                               "started" + ("" if self.dry_run else
+                                            " (everything else is installed; see above)"))
+
+    def _check_not_in_tmp(self):
+        """Refuse a Python environment or kwsd package under /tmp (PrivateTmp hides it)."""
+        package = str(Path(__file__).resolve().parent)
+        for what, place in (("Python environment", sys.executable), ("kwsd package", package)):
+            if not place.startswith(PRIVATE_TMP):
+                continue
+            tmp = next(t for t in PRIVATE_TMP if place.startswith(t)).rstrip("/")
+            msg = (f"this {what} is under {tmp} ({place}): the service runs with "
+                   "PrivateTmp=yes and would not see it. Install kwsd somewhere permanent "
+                   "first, e.g. `sudo python3 -m venv /opt/kwsd && sudo /opt/kwsd/bin/pip "
+                   f"install '{_source()}[daemon,journal]'`, then run "
+                   "`sudo /opt/kwsd/bin/kwsd install-service`")
+            if self.root:   # an image: say so, the target may differ
+                self._note("warning: " + msg)
+            else:
+                raise InstallError(msg)
 
     def _ensure_group(self, name):
         try:
@@ -161,6 +216,28 @@ class Installer:
             self._run(["useradd", "--system", "--user-group", "--no-create-home",
                        "--home-dir", "/var/lib/kwsd", "--shell", "/usr/sbin/nologin",
                        "--groups", "audio,gpio", self.user])
+
+
+def systemd_running():
+    """True when this machine was booted with systemd (``sd_booted()``'s test)."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def kwsd_command():
+    """How to run this kwsd: the ``kwsd`` script beside this Python, else ``python -m kwsd``."""
+    script = Path(sys.executable).parent / "kwsd"
+    return str(script) if script.is_file() else f"{sys.executable} -m kwsd"
+
+
+def _source():
+    """What to ``pip install`` kwsd from: this checkout, else the package name."""
+    checkout = Path(__file__).resolve().parent.parent
+    return str(checkout) if (checkout / "pyproject.toml").is_file() else "kwsd"
+
+
+def _sudo():
+    """``"sudo "`` when the user got root through sudo, else ``""`` (already root)."""
+    return "sudo " if os.environ.get("SUDO_USER") else ""
 
 
 def add_parser(subparsers):
