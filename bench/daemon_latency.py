@@ -1,6 +1,6 @@
 """Measure the daemon as it runs: detection latency, CPU, memory, start-up time.
 
-    .venv/bin/python bench/daemon_latency.py [--model FILE] [--clips N] [--gap S]
+    .venv/bin/python bench/daemon_latency.py [--model FILE] [--clips N] [--gap S] [--rate HZ]
 
 Runs ``kwsd run`` as a subprocess with its defaults (the model's detector settings, 20 ms
 audio blocks), capturing through PortAudio from an ALSA FIFO device that is fed real
@@ -60,16 +60,40 @@ def memory_mb(pid):
     return out
 
 
+def mapped_kb(pid):
+    """Resident kB now by mapping (library path, ``[heap]``, ``[anonymous]``...)."""
+    groups, name = {}, None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if parts and "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+            name = parts[5] if len(parts) > 5 else "[anonymous]"
+        elif line.startswith("Rss:"):
+            groups[name] = groups.get(name, 0) + int(parts[1])
+    return groups
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(BUNDLED if BUNDLED.is_file() else SEED_MODEL))
     ap.add_argument("--clips", type=int, default=12, help="how many 'stop's to speak")
     ap.add_argument("--gap", type=float, default=1.5, help="seconds of silence between them")
+    ap.add_argument("--rate", type=int, default=16000,
+                    help="capture rate: the clips are resampled to it (soxr) and the daemon "
+                         "opens the device at it (default 16000)")
     args = ap.parse_args()
+    rate = args.rate
+
+    def at_rate(x):
+        """16 kHz int16 clip -> the capture rate."""
+        if rate == 16000:
+            return x
+        import soxr
+        y = soxr.resample(x.astype(np.float32) / 32768, 16000, rate)
+        return (np.clip(y, -1, 1) * 32767).astype(np.int16)
 
     import tempfile
     tmp = Path(tempfile.mkdtemp(prefix="kwsd-bench-"))
-    mic = FifoMic(tmp)
+    mic = FifoMic(tmp, rate=rate)
     cfg = write_config(tmp / "kwsd.yaml", Path(args.model).resolve(),
                        actions=[{"type": "led", "pin": "GPIO17", "on_time": 0.2}])
     # the product's defaults for everything measured: drop the tests' timing overrides
@@ -79,26 +103,28 @@ def main():
         doc["audio"].pop(key)
     doc.pop("detector")
     doc.pop("watch_interval_s")
+    doc["audio"]["samplerate"] = rate
     cfg.write_text(yaml.safe_dump(doc))
     t0 = time.monotonic()
     d = Daemon(cfg, tmp, mic, watchdog_usec=10_000_000)
     try:
         ready = d.wait_notify("READY", "1", timeout=60)
         startup = d.notes[ready]["_mono"] - t0
-        mic.say(silence(1.0), mark="warm")
+        mic.say(at_rate(silence(1.0)), mark="warm")
         mic.mark_time("warm")
         cpu0, wall0 = cpu_seconds(d.proc.pid), time.monotonic()
         for i in range(args.clips):
-            x = clip(STOP_CLIPS[i % len(STOP_CLIPS)])
-            cut = speech_end(x)
+            x = at_rate(clip(STOP_CLIPS[i % len(STOP_CLIPS)]))
+            cut = speech_end(x, frame=rate // 100)
             mic.say(x[:cut], mark=f"end{i}")
-            mic.say(np.concatenate([x[cut:], silence(args.gap)]), mark=f"slot{i}")
-        mic.say(silence(0.5), mark="done")
+            mic.say(np.concatenate([x[cut:], at_rate(silence(args.gap))]), mark=f"slot{i}")
+        mic.say(at_rate(silence(0.5)), mark="done")
         ends = [mic.mark_time(f"end{i}", timeout=120) for i in range(args.clips)]
         slots = [mic.mark_time(f"slot{i}", timeout=120) for i in range(args.clips)]
         mic.mark_time("done", timeout=120)
         cpu1, wall1 = cpu_seconds(d.proc.pid), time.monotonic()
         mem = memory_mb(d.proc.pid)
+        maps = mapped_kb(d.proc.pid)
         t_term = time.monotonic()
         d.signal(signal.SIGTERM)
         code = d.proc.wait(10)
@@ -123,7 +149,7 @@ def main():
         later = [on for on in ons if on >= t]
         if later:
             pipe.append((later[0] - t) * 1000)
-    print(f"model: {args.model}")
+    print(f"model: {args.model}; capture at {rate} Hz")
     print(f"detected: {len(lat)}/{args.clips} spoken 'stop's "
           f"({len(d.events('detection'))} detections in all), exit status {code}")
     if ms:
@@ -138,6 +164,11 @@ def main():
           f"over {wall1 - wall0:.1f} s")
     print(f"peak RSS: {mem['VmHWM']:.1f} MB (now: {mem['RssAnon']:.1f} MB private, "
           f"{mem['RssFile']:.1f} MB mapped libraries)")
+    sys.path.insert(0, str(REPO / "bench"))
+    from memory import grouped
+    print("resident at the end, by mapping: " + ", ".join(
+        f"{label} {kb / 1024:.1f} MB" for label, kb in
+        sorted(grouped(maps).items(), key=lambda kv: -kv[1])))
     print(f"start-up to READY=1: {startup:.2f} s")
     print(f"SIGTERM to exit (outputs safe): {stop_s:.2f} s")
 
