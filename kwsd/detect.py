@@ -71,6 +71,8 @@ def _stream(blocks, rate, channels, model, settings, on_event, channel):
     if frames < window:
         for event in spotter.process(np.zeros((window - frames, channels), np.float32)):
             on_event(event)
+    for event in spotter.finish():
+        on_event(event)
 
 
 def run_detect(files, model, settings, as_json=False, scores=False, out=sys.stdout, err=sys.stderr):

@@ -2,7 +2,7 @@
 
 Blocks of any size arrive at the device's rate (48000, 44100, 16000 ...), int16 or float32,
 one channel chosen or all mixed down. They are resampled to the profile's rate by a
-polyphase FIR filter that keeps its state across blocks, pre-emphasised with carried
+streaming resampler (python-soxr; none at the profile's own rate), pre-emphasised with carried
 state, cut into analysis frames, and each frame's features are computed once, when the
 frame is complete. Every ``hop_s`` seconds the last window of frames is handed out.
 
@@ -10,105 +10,73 @@ frame is complete. Every ``hop_s`` seconds the last window of frames is handed o
 >>> from kwsd.profiles import get_profile
 >>> stream = FeatureStream(get_profile("logmel40"), input_rate=48000, hop_s=0.1)
 >>> windows = stream.push(np.zeros(48000 * 2, dtype=np.int16))   # two seconds of silence
->>> len(windows), windows[0].time, windows[0].features.shape
-(11, 1.0, (49, 40))
+>>> windows += stream.flush()             # the end of the input: what the resampler held back
+>>> len(windows), windows[0].time, windows[-1].time, windows[0].features.shape
+(11, 1.0, 2.0, (49, 40))
 
 Pure: no I/O, no threads, no clock. Time is counted in samples.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
 from .profiles import FeatureProfile
 
 
-def design_lowpass(up: int, down: int) -> np.ndarray:
-    """The anti-aliasing filter of ``scipy.signal.resample_poly(x, up, down)``: a Kaiser
-    (beta 5) windowed sinc of ``20 * max(up, down) + 1`` taps at the upsampled rate, cut
-    off at the lower Nyquist, unit gain at DC, times ``up`` (``scipy.signal.firwin``'s
-    design, written with numpy so the daemon does not import scipy.signal: ~50 MB less)."""
-    max_rate = max(up, down)
-    numtaps = 20 * max_rate + 1
-    cutoff = 1.0 / max_rate
-    m = np.arange(numtaps) - (numtaps - 1) / 2
-    h = cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, 5.0)
-    return h / h.sum() * up
-
-
 class Resampler:
-    """Stateful polyphase rational resampler: blocks in, blocks out, no look-ahead.
+    """Streaming resampler: blocks in, blocks out (python-soxr's ``ResampleStream``, HQ).
 
-    Output sample ``n`` is the filter applied at upsampled position ``n * down`` (as
-    ``scipy.signal.upfirdn(h, x, up, down)`` computes it), evaluated only where it is
-    needed: one polyphase branch of ``ceil(taps / up)`` taps per output. Feeding a signal in
-    blocks of any sizes yields exactly what one call over the whole signal yields; the
-    output is delayed by the filter's group delay (0.6 ms for 48 -> 16 kHz).
+    soxr's high-quality filter is flat to 7.4 kHz and stops everything above 8 kHz when going
+    to 16 kHz; its output is delay-compensated, so it holds back up to ~40 ms of output
+    (more when upsampling from 8 kHz) until more input or :meth:`flush` arrives. Feeding a
+    signal in blocks of any sizes, then flushing, yields exactly what one call over the whole
+    signal yields (:func:`resample_signal`). Equal rates pass samples through untouched
+    (soxr is not even imported). ``max_held`` is the most output samples it has held back
+    after a call so far: :class:`FeatureStream` buffers that much more input before
+    resampling, so a window usually costs one call (and arrives up to ~40 ms later).
 
     >>> r = Resampler(48000, 16000)
-    >>> y = np.concatenate([r.process(np.ones(100)), r.process(np.ones(200))])
+    >>> y = np.concatenate([r.process(np.ones(100)), r.process(np.ones(200)), r.flush()])
     >>> y.size
     100
     """
 
     def __init__(self, in_rate: int, out_rate: int):
-        ratio = Fraction(int(out_rate), int(in_rate))
-        self.up, self.down = ratio.numerator, ratio.denominator
+        self.in_rate, self.out_rate = int(in_rate), int(out_rate)
+        common = math.gcd(self.out_rate, self.in_rate)
+        self.up, self.down = self.out_rate // common, self.in_rate // common
         self.identity = self.up == self.down == 1
-        self._consumed = 0               # input samples seen
-        self._produced = 0               # output samples emitted
-        if self.identity:
-            return
-        self.taps = design_lowpass(self.up, self.down)
-        per_phase = -(-self.taps.size // self.up)
-        padded = np.zeros(per_phase * self.up)
-        padded[:self.taps.size] = self.taps
-        # branch p, tap j multiplies x[floor(n * down / up) - j] for outputs with phase p
-        self._branches = padded.reshape(per_phase, self.up).T.copy()
-        self._lags = np.arange(per_phase)
-        self._decimation_branches = [self.taps[k::self.down] for k in range(self.down)]
-        self._history = np.zeros(per_phase - 1)   # the input before this block (zeros at start)
+        self.max_held = 0                   # most output samples soxr has held back so far
+        if not self.identity:
+            import soxr                     # only when the rates differ
+            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float64",
+                                               quality="HQ")
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Resample the next block (1-D float); returns the output samples now complete."""
         x = np.asarray(x, dtype=np.float64)
         if self.identity:
             return x
-        buf = np.concatenate([self._history, x])
-        start = self._consumed - self._history.size         # absolute index of buf[0]
-        self._consumed += x.size
-        total = -(-self._consumed * self.up // self.down)    # outputs whose input has arrived
-        if self.up == 1:
-            # plain decimation, polyphase: tap branch k convolves every down-th input
-            # sample (phase k); output n sums branch k over inputs n*down - k - i*down
-            count = total - self._produced
-            last = self._produced * self.down - start      # buf index of the first n*down
-            out = np.zeros(count)
-            for k, taps in enumerate(self._decimation_branches):
-                phase = buf[(last - k) % self.down::self.down]
-                first = (last - k) // self.down - taps.size + 1
-                out += np.convolve(phase, taps, "valid")[first:first + count]
-        else:
-            n = np.arange(self._produced, total)
-            pos = n * self.down
-            base, phase = pos // self.up, pos % self.up
-            frames = buf[(base - start)[:, None] - self._lags[None, :]]
-            out = np.einsum("ij,ij->i", frames, self._branches[phase])
-        self._produced = total
-        self._history = buf[buf.size - self._history.size:]
-        return out
+        y = self._stream.resample_chunk(x)
+        self.max_held = max(self.max_held, self._stream.delay())
+        return y
 
     def flush(self) -> np.ndarray:
-        """The end of the signal: output still held back (none: this filter has no look-ahead)."""
-        return np.zeros(0)
+        """The end of the signal: the output still held back. The stream is then finished."""
+        if self.identity:
+            return np.zeros(0)
+        return self._stream.resample_chunk(np.zeros(0), last=True)
 
 
 def resample_signal(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    """Resample a whole mono signal exactly as a :class:`Resampler` stream would."""
-    return Resampler(in_rate, out_rate).process(x)
+    """Resample a whole mono signal exactly as a :class:`Resampler` stream would (float64)."""
+    r = Resampler(in_rate, out_rate)
+    y = r.process(x)
+    return y if r.identity else np.concatenate([y, r.flush()])
 
 
 @dataclass(frozen=True)
@@ -126,15 +94,22 @@ class Window:
 def to_float_mono(block: np.ndarray, channel="mix") -> np.ndarray:
     """int16/int32/float device samples, shape ``(n,)`` or ``(n, channels)`` -> float mono."""
     block = np.asarray(block)
+    kind = block.dtype.kind
     if block.ndim == 2:
-        if channel in ("mix", None) and block.shape[1] > 1:
-            block = block.mean(axis=1, dtype=np.float64) * _scale(block.dtype)
-            return block - 1.0 if block.dtype.kind == "u" else block
-        block = block[:, 0 if channel in ("mix", None) else int(channel)]
-    if block.dtype.kind == "f":
+        if block.shape[1] > 1 and (channel == "mix" or channel is None):
+            out = block.mean(axis=1, dtype=np.float64)
+            if kind != "f":
+                out *= _scale(block.dtype)
+                if kind == "u":
+                    out -= 1.0
+            return out
+        block = block[:, 0 if channel == "mix" or channel is None else int(channel)]
+    if kind == "f":
         return block.astype(np.float64, copy=False)
     out = np.multiply(block, _scale(block.dtype), dtype=np.float64)
-    return out - 1.0 if block.dtype.kind == "u" else out    # 8-bit WAV style unsigned
+    if kind == "u":                                   # 8-bit WAV style unsigned
+        out -= 1.0
+    return out
 
 
 def _scale(dtype) -> float:
@@ -164,8 +139,10 @@ class FeatureStream:
         # Device audio is buffered until the next window can be completed, then resampled
         # and framed in one go: the same numbers as block by block, at a fraction of the
         # per-call cost.
-        self._raw = []
-        self._raw_count = 0                      # input samples buffered
+        self._raw = []                           # device blocks as they came
+        self._raw_kind = None                    # their (dtype, shape[1:])
+        self._mono = []                          # earlier blocks (of another kind), converted
+        self._raw_count = 0                      # input frames buffered
         self._input_consumed = 0                 # input samples resampled so far
         step, flen = profile.step_samples, profile.frame_samples
         self._step, self._flen = step, flen
@@ -179,6 +156,7 @@ class FeatureStream:
         self._ring = np.zeros((nkeep, profile.ncoef), dtype=np.float32)
         self._next_window_frames = profile.full_frames    # frames needed for the next window
         self._tail_len = profile.window_samples - profile.full_frames * step
+        self._raw_needed = self._input_needed()   # input to buffer before resampling again
 
     def reset(self):
         """Forget all audio (for a device restart); the next window needs a full second."""
@@ -186,25 +164,40 @@ class FeatureStream:
 
     def push(self, block: np.ndarray) -> list:
         """Feed one block of device audio; return the :class:`Window` objects completed."""
-        x = to_float_mono(block, self.channel)
-        if x.size == 0:
+        block = np.asarray(block)
+        n = block.shape[0]
+        if not n:
             return []
-        self._raw.append(x)
-        self._raw_count += x.size
-        if self._input_consumed + self._raw_count < self._input_needed():
+        kind = (block.dtype, block.shape[1:])
+        if kind != self._raw_kind:     # blocks are kept as they come, converted per hop
+            self._convert_raw()
+            self._raw_kind = kind
+        self._raw.append(block.copy())
+        self._raw_count += n
+        if self._raw_count < self._raw_needed:
             return []
-        return self._take(self.resampler.process(self._drain_raw()))
+        windows = self._take(self.resampler.process(self._drain_raw()))
+        self._raw_needed = self._input_needed()
+        return windows
 
     def flush(self) -> list:
         """The end of the input (a file's end): return the windows completed by the audio the
         resampler still holds. The stream is then finished; :meth:`reset` starts it again."""
-        x = self.resampler.process(self._drain_raw()) if self._raw else np.zeros(0)
+        x = self.resampler.process(self._drain_raw()) if self._raw_count else np.zeros(0)
         return self._take(np.concatenate([x, self.resampler.flush()]))
 
+    def _convert_raw(self):
+        """Buffered device blocks (all of one dtype and shape) -> one float mono array."""
+        if self._raw:
+            raw = np.concatenate(self._raw) if len(self._raw) > 1 else self._raw[0]
+            self._mono.append(to_float_mono(raw, self.channel))
+            self._raw = []
+
     def _drain_raw(self) -> np.ndarray:
-        x = np.concatenate(self._raw) if len(self._raw) > 1 else self._raw[0]
+        self._convert_raw()
+        x = np.concatenate(self._mono) if len(self._mono) > 1 else self._mono[0]
         self._input_consumed += self._raw_count
-        self._raw, self._raw_count = [], 0
+        self._mono, self._raw_count = [], 0
         return x
 
     def _take(self, x: np.ndarray) -> list:
@@ -242,11 +235,18 @@ class FeatureStream:
         return windows
 
     def _input_needed(self) -> int:
-        """Input samples that must have arrived before the next window is complete."""
+        """Input samples to buffer before resampling again: those that complete the next
+        window plus the most the resampler has held back so far (so one call per window
+        usually suffices), or, if the resampler still holds the window's end back, as many
+        more as it holds."""
         window_end = ((self._next_window_frames - self._full_frames) * self._step
                       + self._window_samples)
         r = self.resampler
-        return -(-window_end * r.down // r.up)
+        needed = -(-(window_end + r.max_held) * r.down // r.up) - self._input_consumed
+        if needed <= 0:
+            held = window_end - (self._pending_start + self._pending.size)
+            needed = max(1, -(-held * r.down // r.up))
+        return needed
 
     def _push_frames(self, feats: np.ndarray):
         n = feats.shape[0]

@@ -264,6 +264,17 @@ class Pipeline:
             self.window_ready.set()
         return queued
 
+    def finish(self) -> int:
+        """Feature side, at the end of the audio (a file's end): queue the windows the front
+        ends still hold back (the resampler's look-ahead); returns the number queued."""
+        before = len(self.windows)
+        for entry in self._streams:
+            self._queue(entry, entry.features.flush(), None)
+        queued = len(self.windows) - before
+        if queued:
+            self.window_ready.set()
+        return queued
+
     # ------------------------------------------------------------------ decision side
     def decide(self) -> int:
         """Decision side: judge every queued window; returns the number scored."""

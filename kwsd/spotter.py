@@ -64,3 +64,10 @@ class Spotter:
         self.pipeline.decide()
         events, self._events = self._events, []
         return events
+
+    def finish(self) -> list:
+        """The end of the audio (a file's end): the events of the windows still held back."""
+        self.pipeline.finish()
+        self.pipeline.decide()
+        events, self._events = self._events, []
+        return events

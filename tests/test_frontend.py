@@ -32,7 +32,7 @@ def test_streamed_windows_equal_batch_features(profile_name, input_rate, block):
 
 def test_windows_come_every_hop_from_the_first_full_second():
     stream = FeatureStream(get_profile("logmel40"), 48000, hop_s=0.1)
-    times = [w.time for w in stream.push(np.zeros(48000 * 2, np.int16))]
+    times = [w.time for w in stream.push(np.zeros(48000 * 2, np.int16)) + stream.flush()]
     assert times == pytest.approx([1.0 + 0.1 * i for i in range(11)])
 
 
@@ -51,34 +51,60 @@ def test_int16_and_float_input_agree_and_channels_mix_or_select():
     np.testing.assert_allclose(mixed[-1].features, a[-1].features - np.log(4), atol=1e-3)
 
 
+def test_blocks_of_changing_type_and_channel_count_mix_as_each_alone():
+    """A device reopened as float32 stereo after int16 mono: each block is converted as itself."""
+    profile = get_profile("logmel40")
+    mono = (_noise(2.0, 48000) * 32767).astype(np.int16)
+    as_float = mono.astype(np.float64) / 32768.0
+    reference = FeatureStream(profile, 48000).push(as_float)
+    mixed = FeatureStream(profile, 48000)
+    windows, start = [], 0
+    for i, n in enumerate([1000, 4000, 333, 20000] * 10):
+        part = mono[start:start + n]
+        if i % 3 == 1:                       # float32 stereo, both channels the same
+            part = np.repeat((part / 32768.0).astype(np.float32)[:, None], 2, axis=1)
+        elif i % 3 == 2:                     # int16, one channel
+            part = part[:, None]
+        windows += mixed.push(part)
+        start += n
+    assert len(windows) == len(reference) > 5
+    for a, b in zip(windows, reference):
+        assert a.time == b.time
+        np.testing.assert_allclose(a.features, b.features, atol=1e-6)
+
+
 @pytest.mark.parametrize("in_rate, out_rate", [(48000, 16000), (44100, 16000), (16000, 8000),
-                                               (8000, 16000)])
-def test_resampler_is_scipys_polyphase_filter(in_rate, out_rate):
-    """Same filter as scipy's firwin design, same output as scipy.signal.upfirdn."""
-    import scipy.signal
+                                               (8000, 16000), (22050, 16000)])
+def test_resampler_blocks_of_any_sizes_equal_one_call(in_rate, out_rate):
+    x = _noise(0.7, in_rate).astype(np.float64)
+    whole = resample_signal(x, in_rate, out_rate)
+    assert abs(whole.size - x.size * out_rate / in_rate) < 1
+    for sizes in ([1], [7, 1000], [999], [160, 4801, 3]):
+        r = Resampler(in_rate, out_rate)
+        parts, start, i = [], 0, 0
+        while start < x.size:
+            n = sizes[i % len(sizes)]
+            parts.append(r.process(x[start:start + n]))
+            start, i = start + n, i + 1
+        np.testing.assert_array_equal(np.concatenate(parts + [r.flush()]), whole)
 
-    from kwsd.frontend import design_lowpass
-    r = Resampler(in_rate, out_rate)
-    ref_taps = scipy.signal.firwin(20 * max(r.up, r.down) + 1, 1.0 / max(r.up, r.down),
-                                   window=("kaiser", 5.0)) * r.up
-    np.testing.assert_allclose(design_lowpass(r.up, r.down), ref_taps, atol=1e-12)
-    x = _noise(0.5, in_rate).astype(np.float64)
-    y = np.concatenate([r.process(x[i:i + 999]) for i in range(0, x.size, 999)])
-    np.testing.assert_allclose(y, scipy.signal.upfirdn(ref_taps, x, r.up, r.down)[:y.size], atol=1e-9)
 
-
-def test_resampler_blocks_equal_one_call_and_remove_aliases():
-    x = _noise(1.0, 48000)
-    r = Resampler(48000, 16000)
-    parts = np.concatenate([r.process(x[i:i + 333]) for i in range(0, x.size, 333)])
-    np.testing.assert_array_equal(parts, resample_signal(x, 48000, 16000))
-    # a 12 kHz tone cannot pass to 16 kHz (Nyquist 8 kHz): it must not fold back
+def test_resampler_passes_speech_band_and_removes_aliases():
     t = np.arange(48000) / 48000
+    # a 12 kHz tone cannot pass to 16 kHz (Nyquist 8 kHz): it must not fold back
     y = resample_signal(np.sin(2 * np.pi * 12000 * t), 48000, 16000)
-    assert np.sqrt(np.mean(y[1000:] ** 2)) < 0.01
-    # a 1 kHz tone passes at full strength
-    y = resample_signal(np.sin(2 * np.pi * 1000 * t), 48000, 16000)
-    assert np.sqrt(np.mean(y[1000:] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.01)
+    assert np.sqrt(np.mean(y[1000:-1000] ** 2)) < 1e-4
+    # 1 kHz and 7 kHz tones (the mel filters reach 7.6 kHz) pass at full strength
+    for f in (1000, 7000):
+        y = resample_signal(np.sin(2 * np.pi * f * t), 48000, 16000)
+        assert np.sqrt(np.mean(y[1000:-1000] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.01)
+
+
+def test_audio_at_the_profile_rate_is_not_touched():
+    x = _noise(0.3, 16000).astype(np.float64)
+    r = Resampler(16000, 16000)
+    np.testing.assert_array_equal(np.concatenate([r.process(x[:1000]), r.process(x[1000:]), r.flush()]), x)
+    np.testing.assert_array_equal(resample_signal(x, 16000, 16000), x)
 
 
 def test_tutorial_profile_reproduces_the_tutorial_recipe():
