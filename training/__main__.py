@@ -292,9 +292,10 @@ class UsageError(KwsdError):
 
 
 def cmd_prepare(args) -> int:
-    """``kwsd-train prepare``: prints the index path."""
+    """``kwsd-train prepare``: prints the index path (and the next step)."""
     index = prepare(args)
     print(index)
+    print(f"next: kwsd-train train {args.out} --out MODEL_DIR", file=sys.stderr)
     return 0
 
 
@@ -346,7 +347,8 @@ def say_evaluated(report, out_dir):
                   f"{_pct(c['clip']['false_positive_rate'], 2)} of {c['clip']['other_clips']} "
                   f"other words, " + ("no long audio" if fa is None else
                                       f"{fa:g} false accepts/h over {c['long']['hours']:g} h")
-                  + f", ROC AUC {m[split]['roc_auc']}")
+                  + (f", ROC AUC {m[split]['roc_auc']:.3f}" if m[split]["roc_auc"] is not None
+                     else ""))
         missed = _missed_targets(m.get(cal["split"], {}).get("calibrated"), t)
         if cal["met_targets"] and not missed:
             print(f"  targets met on {cal['split']}: <= {t['fa_per_hour']:g} false accepts/h, "
