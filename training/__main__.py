@@ -393,7 +393,7 @@ def cmd_train(args) -> int:
     """``kwsd-train train``: ends with a short summary."""
     from .train import train
 
-    summary = train(args.workdir, args.out, **_train_kwargs(args))
+    summary = train(args.workdir, args.out, seed=args.seed, **_train_kwargs(args))
     say_trained(summary, args.out)
     return 0
 
@@ -486,7 +486,8 @@ def cmd_crossval(args) -> int:
                       train_kwargs=kwargs, settings=_settings(args),
                       target_fa_per_hour=args.target_fa_per_hour, target_fpr=args.target_fpr,
                       min_recall=args.min_recall, workers=args.workers,
-                      progress=not args.quiet, command=_command_line())
+                      progress=not args.quiet, command=_command_line(),
+                      only_folds=args.only_folds)
     s = report["summary"]
     print(json.dumps({"threshold": report["calibration"]["threshold"],
                       "recall": s["recall"], "false_positive_rate": s["false_positive_rate"],
@@ -563,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a prepared work folder")
     p.add_argument("workdir", metavar="WORKDIR")
     add_train_arguments(p)
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed (default: the one the work folder was prepared with)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.set_defaults(func=cmd_train)
 
@@ -610,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=4, help="speaker folds (default 4)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1234],
                    help="training seeds; every fold is trained once per seed (default 1234)")
+    p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="FOLD",
+                   help="run only these folds (0-based): a quick comparison of settings")
     add_train_arguments(p)
     add_detector_arguments(p)
     add_evaluate_arguments(p)

@@ -84,8 +84,9 @@ def _rows_from(counts: np.ndarray, hours: float, thresholds) -> list[dict]:
 
 def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settings=None,
              target_fa_per_hour=0.3, target_fpr=0.005, min_recall=0.8, workers=None,
-             progress=True, command="") -> dict:
-    """Run the cross-validation described in the module docstring; returns the report."""
+             progress=True, command="", only_folds=None) -> dict:
+    """Run the cross-validation described in the module docstring; returns the report.
+    ``only_folds``: run just these folds (a quick comparison of settings on one fold)."""
     from kwsd.detector import DetectorSettings
 
     from .data import DatasetError
@@ -114,6 +115,8 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
         total = np.zeros((len(thresholds), 5), np.int64)
         hours_total = 0.0
         for f in range(folds):
+            if only_folds is not None and f not in only_folds:
+                continue
             held = {i for i, fo in fold_map.items() if fo == f}
             run_dir = out_dir / f"seed{seed}-fold{f}"
             t0 = time.time()
