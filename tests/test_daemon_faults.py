@@ -81,11 +81,16 @@ def _break(model, how):
         model.symlink_to(model)
     elif how == "not a regular file":
         os.mkfifo(model)
+    elif how == "not readable":
+        shutil.copyfile(SEED_MODEL, model)
+        model.chmod(0)
 
 
 @needs_shared
 @pytest.mark.parametrize("how", ["missing", "dangling symlink", "a symlink loop",
-                                 "not a regular file"])
+                                 "not a regular file", pytest.param(
+                                     "not readable", marks=pytest.mark.skipif(
+                                         os.geteuid() == 0, reason="root reads a chmod 000 file"))])
 def test_model_file_trouble_is_reported_at_once_and_the_loaded_model_keeps_running(tmp_path,
                                                                                    how):
     """These were ignored silently until the next restart, which then exited 65; a FIFO
