@@ -54,6 +54,7 @@ class Supervisor:
         self._last_status = None
         self._seen = None
         self._next_ping = None
+        self._stuck = None
 
     # ---------------------------------------------------------------- signals
     def _on_signal(self, signum, frame):
@@ -118,8 +119,13 @@ class Supervisor:
             return False
         if self._seen is not None:
             stuck = [n for n, beat in heartbeats.items() if self._seen.get(n) == beat]
-            if stuck:
-                return False              # try again next tick; systemd may restart us
+            if stuck:                     # try again next tick; systemd may restart us
+                if stuck != self._stuck:
+                    log.warning("no progress in %s: not feeding the watchdog", ", ".join(stuck),
+                                extra={"kwsd_event": "stuck", "kwsd_thread": ",".join(stuck)})
+                self._stuck = stuck
+                return False
+        self._stuck = None
         self.notifier.watchdog()
         self._seen = dict(heartbeats)
         self._next_ping = now + interval

@@ -3,6 +3,7 @@ clock, every step in the test's thread (or the real threads where the test is ab
 a real NOTIFY_SOCKET listener, gpiozero mock pins, the real TFLite model."""
 
 import dataclasses
+import logging
 import os
 import shutil
 import socket
@@ -196,8 +197,16 @@ def test_no_watchdog_while_a_thread_is_stuck(tmp_path):
         features = svc.heartbeats()["kwsd-features"]
         wait_until(lambda: svc.heartbeats()["kwsd-features"] != features, "feature thread")
         clock.now += 0.5
-        assert not svc.supervisor.tick(svc.status_text(), svc.heartbeats())
+        warnings = []
+        handler = logging.Handler()
+        handler.emit = warnings.append
+        logging.getLogger("kwsd.supervisor").addHandler(handler)
+        try:
+            assert not svc.supervisor.tick(svc.status_text(), svc.heartbeats())
+        finally:
+            logging.getLogger("kwsd.supervisor").removeHandler(handler)
         assert svc.heartbeats()["kwsd-decide"] == stuck
+        assert [(w.kwsd_event, w.kwsd_thread) for w in warnings] == [("stuck", "kwsd-decide")]
         release.set()
         wait_until(lambda: svc.heartbeats()["kwsd-decide"] != stuck, "decision thread")
         clock.now += 0.5
