@@ -2,7 +2,7 @@
 
     python bench/cpu.py [--model M.tflite] [--seconds 60] [--hop-s 0.1]
 
-kwsd's path: 48 kHz int16 blocks of 20 ms -> stateful polyphase resampler -> incremental
+kwsd's path: 48 kHz int16 blocks of 20 ms -> streaming soxr resampler -> incremental
 features (each frame once) -> model every hop -> detector. The tutorial's way: 0.5 s
 blocks, IIR decimation to 8 kHz (scipy.signal.decimate), full one-second MFCC every 0.5 s,
 float invoke of the tutorial model. Both single-threaded, on the same real speech

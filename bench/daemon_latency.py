@@ -14,7 +14,8 @@ gpiozero mock pins. Prints:
 * CPU % of one core while listening (process user+system time over wall time, from READY
   to the end);
 * peak RSS (VmHWM);
-* start-up time from process start to READY=1 (including the Python imports and model load);
+* start-up time from process start to READY=1 (including the Python imports and model load),
+  and the process's CPU time then;
 * the time from SIGTERM to the process's exit.
 """
 
@@ -110,6 +111,7 @@ def main():
     try:
         ready = d.wait_notify("READY", "1", timeout=60)
         startup = d.notes[ready]["_mono"] - t0
+        startup_cpu = cpu_seconds(d.proc.pid)      # read just after READY=1 arrived
         mic.say(at_rate(silence(1.0)), mark="warm")
         mic.mark_time("warm")
         cpu0, wall0 = cpu_seconds(d.proc.pid), time.monotonic()
@@ -169,7 +171,7 @@ def main():
     print("resident at the end, by mapping: " + ", ".join(
         f"{label} {kb / 1024:.1f} MB" for label, kb in
         sorted(grouped(maps).items(), key=lambda kv: -kv[1])))
-    print(f"start-up to READY=1: {startup:.2f} s")
+    print(f"start-up to READY=1: {startup:.2f} s wall, {startup_cpu:.2f} s CPU (read just after READY)")
     print(f"SIGTERM to exit (outputs safe): {stop_s:.2f} s")
 
 
