@@ -519,7 +519,11 @@ def load_config(path) -> Config:
     try:
         data = read_regular_file(path, MAX_FILE_BYTES, "config file")
     except OSError as err:
-        raise ConfigError(path, None, f"cannot read: {err.strerror or err}") from None
+        hint = ""
+        if str(path) == DEFAULT_CONFIG_PATH and not path.exists():
+            hint = (" (`sudo kwsd install-service` creates it; or name one with --config, "
+                    "e.g. --config kwsd/examples/demo.yaml)")
+        raise ConfigError(path, None, f"cannot read: {err.strerror or err}{hint}") from None
     except ValueError as err:
         raise ConfigError(path, None, f"cannot read: {err}") from None
     try:

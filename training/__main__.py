@@ -541,7 +541,9 @@ def add_evaluate_arguments(p):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``kwsd-train`` argument parser."""
-    parser = argparse.ArgumentParser(
+    from kwsd.__main__ import ArgumentParser     # a bad command line exits 64, as kwsd's
+
+    parser = ArgumentParser(
         prog="kwsd-train",
         description="From folders of audio to a quantised .tflite that kwsd loads, and a "
                     "streaming evaluation report.",
@@ -552,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes (default: all cores)")
     # every command's --help shows the defaults (HelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=functools.partial(
-        argparse.ArgumentParser, formatter_class=HelpFormatter))
+        ArgumentParser, formatter_class=HelpFormatter))
     sub.required = True
 
     p = sub.add_parser("prepare", help="index + split data folders and cache their features")
