@@ -192,11 +192,23 @@ def test_listen_without_a_microphone_exits_with_the_hint(demo):
     assert "no audio input device" in screen and "`kwsd devices`" in screen
 
 
+def test_run_without_a_config_says_how_to_get_one(demo):
+    if Path("/etc/kwsd/kwsd.yaml").exists():
+        pytest.skip("kwsd is installed on this machine: /etc/kwsd/kwsd.yaml exists")
+    screen, status = type_("kwsd run")
+    assert status == 78
+    assert_clean(screen)
+    assert "/etc/kwsd/kwsd.yaml: cannot read" in screen and "install-service" in screen
+    assert "--config kwsd/examples/demo.yaml" in screen
+
+
 def test_a_bad_command_line_exits_64_with_the_usage(demo):
     screen, status = type_("kwsd detect --threshold high kwsd/data/demo.flac")
     assert status == 64
     assert_clean(screen)
     assert "usage: kwsd detect" in screen and "--threshold: not a number: 'high'" in screen
+    screen, status = type_("kwsd-train train --epochs many")
+    assert status == 64 and "usage: kwsd-train train" in screen
 
 
 @pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="systemd runs here")
