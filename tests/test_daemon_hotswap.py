@@ -110,3 +110,32 @@ def test_hot_swap_valid_corrupt_wrong_shape_and_sighup(tmp_path):
     hist = pin_histories(d)
     assert [v for _, v in hist["led GPIO17"]] == [False] + [True, False] * 4
     assert [v for _, v in hist["led GPIO22"]] == [False] + [True, False] * 2
+
+
+def test_sighup_right_after_a_stop_does_not_fire_it_again(tmp_path):
+    """Fault 1 on the real path: the reloaded model's front end is primed with the last
+    second of audio, which still holds the word (it fired twice in 9 of 18 tries)."""
+    mic = FifoMic(tmp_path)
+    cfg = write_config(tmp_path / "kwsd.yaml", SEED_MODEL,
+                       actions=[{"type": "led", "pin": "GPIO17", "on_time": 0.2}])
+    d = Daemon(cfg, tmp_path, mic)
+    try:
+        d.wait_notify("READY", "1", timeout=60)
+        log0, _ = d.mark()
+        mic.say(silence(0.5))
+        mic.say(clip(STOP_CLIPS[0]))
+        mic.say(silence(2.0), mark="quiet")
+        d.wait_event("detection", start=log0)
+        _, note0 = d.mark()
+        d.signal(signal.SIGHUP)                  # at once, the word still in the history
+        r = d.wait_notify("RELOADING", "1", start=note0)
+        d.wait_notify("READY", "1", start=r)
+        mic.mark_time("quiet")
+        end, _ = d.mark()
+        d.wait_notify("WATCHDOG", "1", start=len(d.notes))   # the quiet has been decided
+        assert d.terminate() == 0
+    finally:
+        d.close()
+        mic.close()
+    assert len(d.events("detection")) == 1, d.log_text()
+    assert [v for _, v in pin_histories(d)["led GPIO17"]] == [False, True, False]
