@@ -167,16 +167,22 @@ class Installer:
 
     def _without_systemd(self):
         """The files are in place, but no systemd runs here to load or start the unit."""
+        enabled = False
         if self.enable:
             if shutil.which("systemctl"):
-                self._run(["systemctl", "enable", UNIT_NAME])   # works offline: symlinks
+                try:
+                    self._run(["systemctl", "enable", UNIT_NAME])   # works offline: symlinks
+                    enabled = True
+                except InstallError as err:
+                    self._note(f"could not enable the unit ({err})")
             else:
                 self._note("systemctl is not installed: the unit is not enabled")
         sudo = _sudo()
         self._note("systemd is not running on this machine (it was not booted with systemd: a "
                    "container or chroot?), so nothing can load or start the unit here.")
         self._note(f"Next: on a machine booted with systemd, kwsd starts at boot"
-                   + (" (the unit is enabled)" if self.enable else "")
+                   + (" (the unit is enabled)" if enabled else
+                      f" once enabled (`{sudo}systemctl enable kwsd`)")
                    + f", or now with `{sudo}systemctl daemon-reload && {sudo}systemctl start "
                    f"kwsd`. To run kwsd here without systemd: `{sudo}{kwsd_command()} run "
                    f"--config {CONFIG_DIR}/kwsd.yaml`.")
