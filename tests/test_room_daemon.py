@@ -150,3 +150,30 @@ def test_a_shadow_file_is_swapped_in_and_a_bad_one_refused_while_running(tmp_pat
     assert svc.status.detections == 3
     shadow = [float(r.kwsd_stream_time) for r in _events(caplog, "shadow_detection")]
     assert [round(t) for t in shadow] == [15, 21]             # the kept candidate heard on
+
+
+def test_captures_switched_on_by_a_reload(tmp_path, demo, caplog):
+    import yaml
+    from kwsd.config import load_config
+    from kwsd.service import Service
+    from kwsd.sources import ArraySource
+    from kwsd.systemd import Notifier
+
+    data = {"model": BUNDLED_MODEL, "gpio": {"pin_factory": "mock"},
+            "detector": {"max_lag_s": 60.0}}
+    path = tmp_path / "kwsd.yaml"
+    path.write_text(yaml.safe_dump(data))
+    clock, src = Clock(), ArraySource(demo, 16000)
+    svc = Service(load_config(path), config_path=str(path), source=src,
+                  notifier=Notifier(env={}), clock=clock)
+    with caplog.at_level(logging.INFO, logger="kwsd"):
+        svc.start(threads=False)
+        play(svc, src, 10.0, clock)                    # the first stop: nothing recorded
+        data["capture"] = {"dir": str(tmp_path / "captures"), "near_miss": None}
+        path.write_text(yaml.safe_dump(data))
+        svc.reload()                                   # what SIGHUP does
+        play(svc, src, 20.0, clock)
+        svc.shutdown()
+    assert svc.status.detections == 3
+    times = sorted(rec["detection_time"] for _, _, rec in list_captures(tmp_path / "captures"))
+    assert [round(t) for t in times] == [15, 21]
