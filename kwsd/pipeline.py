@@ -180,7 +180,7 @@ class Pipeline:
         decided, skipped: windows scored, and windows skipped as too late.
     """
 
-    HISTORY_S = 1.5                       # audio kept to prime a new path's front end
+    HISTORY_S = 2.5         # audio kept to prime a new path's front end (>= window + hop)
 
     def __init__(self, generation: Generation, channel="mix", max_lag_s=None,
                  on_detection=None):
@@ -244,8 +244,9 @@ class Pipeline:
         if block.ndim == 1:
             block = block[:, None]
         if self._recent is None:
-            self._recent = _Recent(int(self.rate * self.HISTORY_S), block.shape[1],
-                                   block.dtype)
+            keep = max([self.HISTORY_S] + [p.model.profile.window_s + p.settings.hop_s
+                                           for p in self.generation.paths])
+            self._recent = _Recent(int(self.rate * keep), block.shape[1], block.dtype)
         if self._built_for is not self.generation:
             self._build(self.generation)
         if self.audio_taps:
