@@ -360,6 +360,10 @@ def write_capture(folder, samples, rate: int, out_rate: int, record: dict) -> Pa
     x = np.clip(x, -1.0, 1.0)
     stem = capture_stem(record.get("wall_time", 0.0), record.get("kind", "capture"),
                         float(record.get("score", 0.0)))
+    for n in range(1, 100):                 # never over an earlier capture of the same name
+        if not (folder / (stem + ".flac")).exists():
+            break
+        stem = stem.rsplit("~", 1)[0] + f"~{n}"
     record = dict(record, rate=int(out_rate), seconds=round(x.size / out_rate, 3),
                   file=stem + ".flac")
     flac, side = folder / (stem + ".flac"), folder / (stem + ".json")

@@ -211,7 +211,9 @@ class RoomWatch:
                 continue
             samples, start, rate = cut
             device = self.device() if callable(self.device) else self.device
-            record = moment_record(moment, wall_time=time.time(),
+            # the peak's wall-clock time: now, less how far the audio has gone past it
+            wall = time.time() - max(0.0, self.pipeline.stream_time - moment.time)
+            record = moment_record(moment, wall_time=wall,
                                    threshold=path.settings.threshold, model=path.name,
                                    model_sha256=model_sha256(path.model), device=device or "")
             record["audio_start"] = start
