@@ -513,9 +513,8 @@ def load_config(path) -> Config:
     kwsd.errors.ConfigError: /nonexistent/kwsd.yaml: cannot read: No such file or directory
     """
     path = Path(path)
-    problem = text_problem(str(path))
-    if problem:
-        raise ConfigError(short(str(path)), None, f"not a usable path: {problem}")
+    if "\0" in str(path):          # a command-line path may be any bytes but NUL
+        raise ConfigError(short(str(path)), None, "not a usable path: contains a NUL character")
     try:
         data = read_regular_file(path, MAX_FILE_BYTES, "config file")
     except OSError as err:
