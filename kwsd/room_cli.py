@@ -125,6 +125,12 @@ def stats_report(state_file, models: dict, thresholds=DEFAULT_THRESHOLDS) -> str
             blocks.append(f"live and shadow: {c['both']} detection(s) by both, "
                           f"{c['live_only']} by the live model only, {c['shadow_only']} by "
                           f"the shadow only")
+    others = [m for sha, m in doc["meters"].items() if sha not in shas.values()]
+    if others:
+        blocks.append("other models metered here (not configured now):\n" + "\n".join(
+            f"  {m.get('model', '?')} (sha256 {m.get('model_sha256', '?')[:12]}): "
+            f"{m.get('seconds', 0) / 3600:.2f} h, {m.get('detections', 0)} detection(s)"
+            for m in sorted(others, key=lambda m: -m.get("updated", 0))))
     if not blocks:
         blocks.append(f"no meter state in {state_file}")
     blocks.append("Room det/h counts every detection the room's audio would have given at "

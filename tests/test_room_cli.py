@@ -96,3 +96,12 @@ def test_model_info_prints_the_table_and_marks_the_default_threshold(tmp_path):
     assert "       0.60     0.50   0.950 <" in text          # the model's own threshold, 0.6
     plain = describe_model(load_model("tests/data/tiny_float.tflite"))
     assert "det_table none" in plain
+
+
+def test_stats_also_name_the_models_metered_before(tmp_path):
+    old = ScoreMeter("0" * 64, hop_s=0.1, refractory_s=1.0, model="old.tflite")
+    for i in range(36000):
+        old.update(i * 0.1, 0.9 if i % 3600 == 0 else 0.0, i % 3600 == 0)
+    save_meters(tmp_path / "meter.json", [old])
+    text = stats_report(tmp_path / "meter.json", {"live": ("tests/data/tiny_float.tflite", None)})
+    assert "old.tflite (sha256 000000000000): 1.00 h, 10 detection(s)" in text
