@@ -117,3 +117,15 @@ def test_cli_renders_and_rejects_unknown_engines(tmp_path, capsys):
     assert synth.run(bad) == EX_USAGE
     assert "unknown engine(s) sam in --engines" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_hard_text_is_rich_in_st_plus_vowel_and_never_says_the_keyword():
+    import random
+
+    for language in ("en", "ru", "cs", "fi", "el", "de"):
+        rng = random.Random(3)
+        plain = synth.speech_text(language, "stop", random.Random(3), 60)
+        hard = synth.speech_text(language, "stop", rng, 60, hard_share=0.6)
+        count = lambda t: len(re.findall(r"(st|ст|στ)[aeiouyáéíóúůаеиоуыэюяёαεηιουω]", t.lower()))  # noqa: E731
+        assert count(hard) > 2 * max(1, count(plain)), language
+        assert "stop" not in hard.lower() and "стоп" not in hard.lower()

@@ -750,13 +750,15 @@ def plan_corpus(voices, keyword="stop", negatives=DEFAULT_NEGATIVES, positives=8
 
 def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, positives=800,
                   per_negative=180, speech_minutes=30.0, seed=0, jobs=2, progress=True,
-                  overwrite=False, hard_share=0.0, skip_voices=()):
+                  overwrite=False, hard_share=0.0, skip_voices=(), languages=None):
     """Render a synthetic corpus into ``out_dir`` (Speech Commands layout, see the module).
 
     ``negatives`` defaults to :data:`DEFAULT_NEGATIVES` when the keyword is "stop" and to
     none otherwise. Engines that are not installed are skipped with a warning; files that
     exist already are kept (so an interrupted run resumes) unless ``overwrite``.
-    ``skip_voices`` (glob patterns on :attr:`Voice.id`) leaves voices out: e.g.
+    ``languages`` (codes such as ``ru``, ``cs``) limits the long speech to those languages
+    (with ``speech_english_share`` of English); ``skip_voices`` (glob patterns on
+    :attr:`Voice.id`) leaves voices out: e.g.
     ``festival-msu-ru-nsh*``, a unit-selection voice spliced from the very recordings of
     ``../shared/data/festvox_ru`` (held-out audio must not be heard in training, even cut up).
     Returns a summary: counts per folder, per engine, the voices used, failures.
@@ -775,6 +777,10 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
         if why:
             warnings.warn(f"skipping TTS engine {engine!r}: {why}", stacklevel=2)
     voices = discover_voices(engines)
+    if languages:
+        keep = set(languages) | {"en"}        # the word clips are English
+        voices = {e: [v for v in vs if v.language in keep or
+                      v.name.split("-")[0] in keep] for e, vs in voices.items()}
     if skip_voices:
         import fnmatch
 
@@ -868,6 +874,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="share of the long speech's text made of words rich in 'st' + "
                              "vowel (store, сто, stojí, ...): the syllables a 'stop' model "
                              "confuses in running speech (default 0)")
+    parser.add_argument("--languages", default="", metavar="CODE,...",
+                        help="limit the long speech to these languages (plus English), e.g. "
+                             "'ru,uk,pl,cs,sk': Slavic running speech is rich in 'st' + vowel")
     parser.add_argument("--skip-voices", default="", metavar="GLOB,...",
                         help="voice ids to leave out (glob patterns, comma-separated), e.g. "
                              "'festival-msu-ru-nsh*': that Russian voice is cut from the "
@@ -906,7 +915,9 @@ def run(args) -> int:
                                     jobs=args.jobs, progress=not args.no_progress,
                                     overwrite=args.overwrite, hard_share=args.hard_text_share,
                                     skip_voices=[g.strip() for g in args.skip_voices.split(",")
-                                                 if g.strip()])
+                                                 if g.strip()],
+                                    languages=[c.strip() for c in args.languages.split(",")
+                                               if c.strip()])
         except (SynthError, ValueError) as exc:
             print(f"kwsd-train synth: {exc}", file=sys.stderr)
             return EX_USAGE
