@@ -90,7 +90,7 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
     from kwsd.detector import DetectorSettings
 
     from .data import DatasetError
-    from .evaluate import THRESHOLDS, calibrate, clip_auc, score_split
+    from .evaluate import THRESHOLDS, clip_auc, score_split
     from .export import export
     from .features import Arrays
     from .train import load_prepared, train
@@ -110,10 +110,16 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                                             hop_s=0.1)
     thresholds = np.asarray(THRESHOLDS)
     keyword = meta["keyword"]
-    runs, per_seed = [], {}
+    runs = []
+    context = {"command": command, "workdir": str(workdir.resolve()), "folds": folds,
+               "seeds": list(seeds), "fold_salt": FOLD_SALT, "keyword": keyword,
+               "settings": dataclasses.asdict(settings), "train": train_kwargs or {},
+               "thresholds": thresholds.tolist(),
+               "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr,
+                           "min_recall": min_recall}}
+    planned = len(seeds) * (folds if only_folds is None else len(set(only_folds)))
+    report = None
     for seed in seeds:
-        total = np.zeros((len(thresholds), 5), np.int64)
-        hours_total = 0.0
         for f in range(folds):
             if only_folds is not None and f not in only_folds:
                 continue
@@ -137,8 +143,6 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                              settings, workers=workers, progress=progress, seed=seed)
             counts = np.stack([_counts(ss, settings.with_overrides(threshold=float(t)), keyword)
                                for t in thresholds])
-            total += counts
-            hours_total += ss.long_hours
             runs.append({"seed": seed, "fold": f, "roc_auc": clip_auc(ss),
                          "keyword_clips": int(counts[0][0] + counts[0][1]),
                          "other_clips": int(counts[0][2] + counts[0][3]),
@@ -152,9 +156,27 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                                       for it, sc in zip(ss.clip_items, ss.clip_scores)]})
             print(f"crossval: seed {seed} fold {f}: AUC {runs[-1]['roc_auc']}, "
                   f"{runs[-1]['seconds']:.0f} s", file=sys.stderr)
-        per_seed[seed] = (total, hours_total)
-    # pool the folds of each seed, then average the seeds' rows
-    seed_rows = [_rows_from(t, h, thresholds) for t, h in per_seed.values()]
+            # written after every run, so an interrupted cross-validation still reports
+            report = build_report(context, runs, len(runs) == planned)
+            with open(out_dir / "crossval.json", "w", encoding="utf-8") as fh:
+                json.dump(report, fh, indent=1)
+            (out_dir / "crossval.md").write_text(markdown(report), encoding="utf-8")
+    return report
+
+
+def build_report(context: dict, runs: list[dict], complete: bool = True) -> dict:
+    """The cross-validation report from the runs done so far: each seed's folds pooled
+    (only seeds with at least one fold), the seeds' rows averaged, a threshold calibrated
+    on them, and each run's figures at that threshold."""
+    from .evaluate import calibrate
+
+    thresholds = np.asarray(context["thresholds"])
+    seeds = [s for s in context["seeds"] if any(r["seed"] == s for r in runs)]
+    seed_rows = []
+    for seed in seeds:
+        mine = [r for r in runs if r["seed"] == seed]
+        total = np.sum([np.asarray(r["counts"], np.int64) for r in mine], axis=0)
+        seed_rows.append(_rows_from(total, sum(r["hours"] for r in mine), thresholds))
     rows = []
     for k, t in enumerate(thresholds):
         r = {"threshold": float(t)}
@@ -163,7 +185,8 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
             vals = [sr[k][key] for sr in seed_rows if sr[k][key] is not None]
             r[key] = round(float(np.mean(vals)), 5) if vals else None
         rows.append(r)
-    cal = calibrate(rows, target_fa_per_hour, target_fpr, min_recall)
+    t = context["targets"]
+    cal = calibrate(rows, t["fa_per_hour"], t["clip_fpr"], t["min_recall"])
     k = int(np.argmin(np.abs(thresholds - cal["threshold"])))
     for run in runs:
         tp, fn, fp, tn, fa = run["counts"][k]
@@ -171,19 +194,10 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                                "false_positive_rate": round(fp / max(1, fp + tn), 5),
                                "false_accepts_per_hour": round(fa / run["hours"], 3)
                                if run["hours"] else None}
-    report = {"command": command, "workdir": str(workdir.resolve()), "folds": folds,
-              "seeds": list(seeds), "fold_salt": FOLD_SALT, "keyword": keyword,
-              "settings": dataclasses.asdict(settings),
-              "train": train_kwargs or {}, "thresholds": thresholds.tolist(), "rows": rows,
-              "per_seed_rows": {str(s): r for s, r in zip(per_seed, seed_rows)},
-              "calibration": cal, "per_run": runs,
-              "summary": summarise(runs, seed_rows, k),
-              "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr,
-                          "min_recall": min_recall}}
+    report = dict(context, seeds=seeds, complete=complete, rows=rows,
+                  per_seed_rows={str(s): r for s, r in zip(seeds, seed_rows)},
+                  calibration=cal, per_run=runs, summary=summarise(runs, seed_rows, k))
     report["summary"]["pooled_roc_auc"] = pooled_auc(report)
-    with open(out_dir / "crossval.json", "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=1)
-    (out_dir / "crossval.md").write_text(markdown(report), encoding="utf-8")
     return report
 
 
@@ -211,7 +225,9 @@ def markdown(report: dict) -> str:
     """A short Markdown account of a cross-validation report."""
     cal, s = report["calibration"], report["summary"]
     lines = [f"# Cross-validation: {report['folds']} speaker folds x "
-             f"{len(report['seeds'])} seed(s)", "", f"`{report['command']}`", "",
+             f"{len(report['seeds'])} seed(s)" + ("" if report.get("complete", True) else
+                                                  " (INCOMPLETE: interrupted)"), "",
+             f"`{report['command']}`", "",
              f"Calibrated threshold: **{cal['threshold']:g}** (targets met: "
              f"{cal['met_targets']}); ROC AUC of all held-out clips pooled over folds: "
              f"{s.get('pooled_roc_auc')}", "",
