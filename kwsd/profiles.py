@@ -247,14 +247,6 @@ PROFILES = {
         kind="logmel", winfunc="hamming", preemph=0.97, lowfreq=20.0, highfreq=7600.0,
         layout="time_coef",
     ),
-    # logmel40 over a 1.5 s window (74 frames): enough context to hear that speech goes on
-    # around an "st" + vowel syllable (added by the trainer's owner, issue 10).
-    "logmel40-1500ms": FeatureProfile(
-        name="logmel40-1500ms", sample_rate=16000, window_s=1.5,
-        frame_len_s=0.030, frame_step_s=0.020, nfft=512, nfilt=40, ncoef=40,
-        kind="logmel", winfunc="hamming", preemph=0.97, lowfreq=20.0, highfreq=7600.0,
-        layout="time_coef",
-    ),
 }
 
 
