@@ -96,6 +96,11 @@ def cmd_check_config(args):
         print(f"model {model.describe()}")
         print(f"detector: threshold {s.threshold:g}, smoothing {s.smoothing} hop(s), "
               f"refractory {s.refractory_s:g} s, a decision every {s.hop_s:g} s")
+        if cfg.shadow_model:            # the daemon would refuse it (and run on without it)
+            shadow = load_model(cfg.shadow_model)
+            t = detector_settings(shadow, cfg)
+            print(f"shadow model {shadow.describe()}, threshold {t.threshold:g} "
+                  "(drives nothing)")
     return 0
 
 

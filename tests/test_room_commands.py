@@ -100,3 +100,14 @@ def test_enroll_records_prompted_stops_from_the_microphone(tmp_path):
         assert rate == 16000 and len(x) == 32000
         assert np.max(np.abs(x[:4000])) < 0.05 < np.max(np.abs(x))   # quiet, then the word
         assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_check_config_validates_the_shadow_model(tmp_path):
+    bad = tmp_path / "candidate.tflite"
+    bad.write_bytes(b"not a model")
+    cfg = write_config(tmp_path / "kwsd.yaml", BUNDLED, shadow_model=str(TINY))
+    out = kwsd("check-config", "--config", str(cfg))
+    assert out.returncode == 0 and "shadow model tiny_float.tflite" in out.stdout, out.stderr
+    cfg = write_config(tmp_path / "kwsd.yaml", BUNDLED, shadow_model=str(bad))
+    out = kwsd("check-config", "--config", str(cfg))
+    assert out.returncode == 65 and str(bad) in out.stderr
