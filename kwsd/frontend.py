@@ -51,6 +51,7 @@ class Resampler:
         self.up, self.down = self.out_rate // common, self.in_rate // common
         self.identity = self.up == self.down == 1
         self.max_held = 0                   # most output samples soxr has held back so far
+        self._flushed = False
         if not self.identity:
             import soxr                     # only when the rates differ
             self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float64",
@@ -66,9 +67,11 @@ class Resampler:
         return y
 
     def flush(self) -> np.ndarray:
-        """The end of the signal: the output still held back. The stream is then finished."""
-        if self.identity:
+        """The end of the signal: the output still held back (nothing on a second call).
+        The stream is then finished: more input raises ``RuntimeError``."""
+        if self.identity or self._flushed:
             return np.zeros(0)
+        self._flushed = True
         return self._stream.resample_chunk(np.zeros(0), last=True)
 
 

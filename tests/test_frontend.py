@@ -100,6 +100,14 @@ def test_resampler_passes_speech_band_and_removes_aliases():
         assert np.sqrt(np.mean(y[1000:-1000] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.01)
 
 
+def test_flushing_twice_gives_nothing_more():
+    stream = FeatureStream(get_profile("logmel40"), 48000)
+    windows = stream.push(np.zeros(48000 * 2, np.int16))
+    assert len(windows + stream.flush()) == 11
+    assert stream.flush() == []
+    assert FeatureStream(get_profile("logmel40"), 44100).flush() == []
+
+
 def test_audio_at_the_profile_rate_is_not_touched():
     x = _noise(0.3, 16000).astype(np.float64)
     r = Resampler(16000, 16000)
