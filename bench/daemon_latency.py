@@ -92,6 +92,9 @@ def main():
         y = soxr.resample(x.astype(np.float32) / 32768, 16000, rate)
         return (np.clip(y, -1, 1) * 32767).astype(np.int16)
 
+    sys.path.insert(0, str(REPO / "bench"))
+    from memory import grouped, precompile_kwsd
+    precompile_kwsd()        # as installed: the daemon's start-up does not compile kwsd
     import tempfile
     tmp = Path(tempfile.mkdtemp(prefix="kwsd-bench-"))
     mic = FifoMic(tmp, rate=rate)
@@ -166,8 +169,6 @@ def main():
           f"over {wall1 - wall0:.1f} s")
     print(f"peak RSS: {mem['VmHWM']:.1f} MB (now: {mem['RssAnon']:.1f} MB private, "
           f"{mem['RssFile']:.1f} MB mapped libraries)")
-    sys.path.insert(0, str(REPO / "bench"))
-    from memory import grouped
     print("resident at the end, by mapping: " + ", ".join(
         f"{label} {kb / 1024:.1f} MB" for label, kb in
         sorted(grouped(maps).items(), key=lambda kv: -kv[1])))

@@ -9,7 +9,8 @@ ten minutes and on a one-second clip, each in a fresh process. For each run it p
 peak RSS (the process's own VmHWM, read as it exits), CPU seconds and wall time, and for the
 long run the resident memory at exit by mapping (Python, numpy and its OpenBLAS, LiteRT,
 libsndfile, anonymous memory...). The one-second run's CPU is ``kwsd detect``'s start-up
-(interpreter, imports, model load) plus one decision.
+(interpreter, imports, model load) plus one decision. kwsd's bytecode is written first (as
+installing it does), so no run compiles kwsd's sources.
 """
 
 import argparse
@@ -56,6 +57,13 @@ GROUPS = (("LiteRT", ("ai_edge_litert", "tflite_runtime")), ("numpy + OpenBLAS",
           ("soxr", ("soxr",)), ("libc, libstdc++, libm, ld.so", ("libc.so", "libstdc++", "libm.so", "ld-linux", "libgcc")),
           ("OpenSSL libcrypto (hashlib)", ("libcrypto",)), ("PortAudio, ALSA, cffi", ("portaudio", "libasound", "_cffi", "sounddevice", "alsa-lib")),
           ("heap + anonymous (Python objects, arrays)", ("[heap]", "[anonymous]")))
+
+
+def precompile_kwsd():
+    """Write kwsd's bytecode, as installing a package does, so that a measured start-up is
+    not compiling kwsd's sources (this machine sets PYTHONDONTWRITEBYTECODE)."""
+    import compileall
+    compileall.compile_dir(os.path.join(REPO, "kwsd"), quiet=1)
 
 
 def grouped(maps):
@@ -111,6 +119,7 @@ def main():
     ap.add_argument("--model", default=None, help="default: the bundled model")
     args = ap.parse_args()
     import resource
+    precompile_kwsd()
     with tempfile.TemporaryDirectory(prefix="kwsd-memory-") as tmp:
         long_path = os.path.join(tmp, f"speech-{args.hours:g}h-{args.rate}.flac")
         t0 = time.monotonic()

@@ -15,12 +15,13 @@ in ``--block-ms`` blocks (as a microphone would deliver them, one reused buffer)
 
 Engines and rates alternate, ``--rounds`` times. Per run: CPU ms per audio second (the
 streaming loop's process CPU time over the audio's length; reading raw PCM into one buffer
-is a few microseconds a block), us
-of CPU per decision, decisions per audio second, the child's peak RSS (its own ``VmHWM``:
-``ru_maxrss`` would carry the parent's peak across fork and exec) and its start-up CPU (process CPU time from exec to the engine ready to take
-audio: interpreter, imports, model load). Printed: every run, then the medians with
-[min-max] ranges and the kwsd / microWakeWord ratios. Single-threaded both (kwsd's
-interpreter has one thread; microWakeWord's C library runs in the calling thread).
+costs a few microseconds a block), us of CPU per decision, decisions per audio second, the
+child's peak RSS (its own ``VmHWM``: ``ru_maxrss`` would carry the parent's peak across fork
+and exec) and its start-up CPU (process CPU time from exec to the engine ready to take audio:
+interpreter, imports, model load; kwsd's bytecode is written first, as installing a package
+does). Printed: every run, then the medians with [min-max] ranges and the kwsd /
+microWakeWord ratios. Both are single-threaded (kwsd's interpreter has one thread;
+microWakeWord's C library runs in the calling thread).
 """
 
 import sys
@@ -168,6 +169,9 @@ def main():
         sys.exit('pymicro-wakeword is not installed: pip install -e ".[bench]"')
     import soxr
     rates = [int(r) for r in args.rates.split(",")]
+    sys.path.insert(0, HERE)
+    from memory import precompile_kwsd
+    precompile_kwsd()        # as installed: start-up reads kwsd's bytecode, as it does numpy's
     speech = real_speech(args.seconds)
     with tempfile.TemporaryDirectory(prefix="kwsd-peers-") as tmp:
         raws = {}
