@@ -143,11 +143,16 @@ class _Recent:
             self.buf[:] = block[n - cap:]
             self.pos, self.filled = 0, cap
             return
-        first = min(n, cap - self.pos)
-        self.buf[self.pos:self.pos + first] = block[:first]
-        self.buf[:n - first] = block[first:]
-        self.pos = (self.pos + n) % cap
-        self.filled = min(cap, self.filled + n)
+        end = self.pos + n
+        if end <= cap:                  # the usual case: one copy
+            self.buf[self.pos:end] = block
+        else:
+            first = cap - self.pos
+            self.buf[self.pos:] = block[:first]
+            self.buf[:n - first] = block[first:]
+        self.pos = end % cap
+        if self.filled < cap:
+            self.filled = min(cap, self.filled + n)
 
     def last(self, frames):
         frames = min(frames, self.filled)
