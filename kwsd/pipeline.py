@@ -92,6 +92,14 @@ class DecisionPath:
         self._decided_until = -math.inf
         self._previous = previous
 
+    def warm_up(self):
+        """Compute one window of silence through a throwaway front end, so the lazy imports
+        and first-call costs of the features are paid now, not by the first live window."""
+        profile = self.model.profile
+        frames = int(profile.window_s * profile.sample_rate) + profile.step_samples
+        FeatureStream(profile, profile.sample_rate, self.settings.hop_s).push(
+            np.zeros((frames, 1), np.float32))
+
     def decide(self, time, features):
         """Score one window; return ``(score, detection or None)``."""
         if self._previous is not None:
@@ -209,7 +217,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ control
     def publish(self, generation: Generation):
-        """Run ``generation`` from the next block on (any thread)."""
+        """Run ``generation`` from the next block on. Its new paths are warmed up here, in the
+        caller's thread (the daemon's main thread), so the feature thread never waits."""
+        old = set(map(id, self.generation.paths)) if self.generation else set()
+        for path in generation.paths:
+            if id(path) not in old:
+                path.warm_up()
         self.generation = generation
 
     def start_epoch(self, rate):
