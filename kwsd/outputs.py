@@ -3,6 +3,18 @@
 :class:`Outputs` is the pipeline's ``on_detection`` (decision thread): it logs the detection
 with its fields (``KWSD_EVENT=detection``) and fires the :class:`~kwsd.actions.Actions`.
 On shutdown or a config change it puts every output in its safe state first.
+
+>>> from kwsd.config import parse_config
+>>> from kwsd.detector import Detection
+>>> from kwsd.pipeline import Hop
+>>> from kwsd.status import Status
+>>> cfg = parse_config({"gpio": {"pin_factory": "mock"},
+...                     "actions": [{"type": "led", "pin": 17, "on_time": 5}]})
+>>> outputs = Outputs(cfg, status=Status())
+>>> outputs(Hop(1.4, 0.93, 0.93, Detection(1.4, 0.93), "stop.tflite", 1, "live", None))
+>>> outputs.status.detections           # and the LED is lit for 5 s
+1
+>>> outputs.close()                     # LED off, pin released
 """
 
 from __future__ import annotations

@@ -9,6 +9,14 @@ Each runs in a :class:`Worker`: a thread calling its step until stopped, advanci
 ``heartbeat`` on every pass (the watchdog's proof of progress) and reporting an exception
 that escapes as fatal (the process then ends with a message and a distinct status).
 A test calls the steps itself instead: the same code, deterministic.
+
+>>> import threading
+>>> ran = threading.Event()
+>>> worker = Worker("demo", lambda timeout: ran.set(), on_fatal=print)
+>>> worker.start(); ran.wait(5)
+True
+>>> worker.stop(); worker.heartbeat > 0, worker.error
+(True, None)
 """
 
 from __future__ import annotations
