@@ -268,7 +268,7 @@ class Capture:
                                             "kwsd_rate": epoch.rate})
             blocks_at_open = self.blocks
             since, frames_since = time.monotonic(), self.frames
-            reason = None
+            reason, worked = None, True
             while not self._stop.wait(0.1):
                 self.heartbeat += 1
                 if not stream.active:
@@ -280,6 +280,7 @@ class Capture:
                     break
                 reason, since, frames_since = self._too_fast(epoch.rate, since, frames_since)
                 if reason:
+                    worked = False            # it never delivered real audio: back off
                     break
                 if self.blocks > blocks_at_open:
                     self._sink.on_state("running", None)
@@ -292,7 +293,7 @@ class Capture:
             self._sink.on_state("lost", reason)
             if not self._close(stream):
                 return
-            if self.blocks > blocks_at_open and not reason.startswith("the device delivers"):
+            if worked and self.blocks > blocks_at_open:
                 delay = a.retry_initial_s         # it had worked: this loss starts fresh
             elif self._wait(delay):               # failing again at once: back off
                 return
