@@ -173,6 +173,10 @@ class FeatureStream:
             return []
         kind = (block.dtype, block.shape[1:])
         if kind != self._raw_kind:     # blocks are kept as they come, converted per hop
+            if (block.ndim == 2 and self.channel not in ("mix", None)
+                    and not 0 <= int(self.channel) < block.shape[1]):
+                raise ValueError(f"channel {self.channel} asked for; the audio has "
+                                 f"{block.shape[1]} channel(s)")
             self._convert_raw()
             self._raw_kind = kind
         self._raw.append(block.copy())

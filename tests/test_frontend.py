@@ -100,6 +100,12 @@ def test_resampler_passes_speech_band_and_removes_aliases():
         assert np.sqrt(np.mean(y[1000:-1000] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.01)
 
 
+def test_a_channel_the_audio_lacks_is_refused_at_once():
+    stream = FeatureStream(get_profile("logmel40"), 16000, channel=2)
+    with pytest.raises(ValueError, match="channel 2 asked for; the audio has 2 channel"):
+        stream.push(np.zeros((320, 2), np.int16))
+
+
 def test_flushing_twice_gives_nothing_more():
     stream = FeatureStream(get_profile("logmel40"), 48000)
     windows = stream.push(np.zeros(48000 * 2, np.int16))
