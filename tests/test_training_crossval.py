@@ -16,7 +16,7 @@ pytest.importorskip("scipy")
 from kwsd.detector import DetectorSettings  # noqa: E402
 from training.crossval import combined_rows, fold_of, real_clip_folds  # noqa: E402
 from training.data import Item  # noqa: E402
-from training.evaluate import (Scores, SplitScores, language_of,  # noqa: E402
+from training.evaluate import (Scores, SplitScores, detections, language_of,  # noqa: E402
                                long_audio_table, poisson_interval, save_snippets,
                                top_false_accepts)
 
@@ -59,6 +59,10 @@ def test_false_accepts_are_reported_per_source_and_language_with_exact_intervals
     lo, hi = table["language"]["es"]["ci95"]       # none in 30 s: only an upper bound
     assert lo == 0 and hi == pytest.approx(3.689 / (30.1 / 3600), rel=0.01)
     assert poisson_interval(3, 1.0) == (0.619, 8.767)
+    rising = Scores(np.round(np.arange(1.0, 3.0, 0.1), 3),
+                    np.array([0, .35, .5, .8, .6, .2] + [0] * 14, np.float32))
+    low = settings.with_overrides(threshold=0.3)
+    assert detections(rising, low) == [(1.1, pytest.approx(0.8))]   # fires at .35, peaks at .8
 
     top = top_false_accepts(ss, settings, n=2)
     assert [(Path(f["file"]).name, f["time"], f["score"]) for f in top] == [

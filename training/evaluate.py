@@ -310,14 +310,19 @@ def metrics_at(ss: SplitScores, settings: DetectorSettings, keyword="stop") -> d
 
 
 def detections(scores: Scores, settings: DetectorSettings, keyword="stop") -> list:
-    """``(time, smoothed score)`` of each detection when ``scores`` go through the detector."""
+    """``(time, peak smoothed score)`` of each detection when ``scores`` go through the
+    detector: the time it fired, and the highest smoothed score until its refractory period
+    ends (a low threshold fires early on the rise; the peak says how close it came to a
+    higher one)."""
     det = Detector(settings, keyword)
     out = []
     for t, sc in zip(scores.times.tolist(), scores.scores.tolist()):
         d = det.update(t, sc)
         if d is not None:
-            out.append((d.time, d.score))
-    return out
+            out.append([d.time, d.score])
+        elif out and t - out[-1][0] <= settings.refractory_s + 1e-9:
+            out[-1][1] = max(out[-1][1], det.smoothed)
+    return [tuple(x) for x in out]
 
 
 def poisson_interval(count: int, hours: float, confidence=0.95) -> tuple:
@@ -395,7 +400,8 @@ def long_audio_table(ss: "SplitScores", settings: DetectorSettings, keyword="sto
 def top_false_accepts(ss: "SplitScores", settings: DetectorSettings, keyword="stop",
                       n=20) -> list[dict]:
     """The ``n`` highest-scoring false accepts in the long recordings: file, time in the
-    file (seconds, the end of the window that fired), score, source and language."""
+    file (seconds, the end of the window that fired), peak score (see :func:`detections`),
+    source and language."""
     found = []
     for it, sc in zip(ss.long_items, ss.long_scores):
         if sc is None:
