@@ -26,3 +26,5 @@ def test_kwsd_detect_with_the_bundled_model_loads_no_hardware_library_nor_scipy(
     mods = _modules(["detect", "kwsd/data/demo.flac"], subprocess_env)
     assert {"kwsd", "numpy", "soundfile"} <= mods
     assert not mods & {"gpiozero", "sounddevice", "scipy", "python_speech_features", "tensorflow"}
+    # nor the daemon's config/YAML, the installer or the room commands (their hashlib)
+    assert not mods & {"yaml", "hashlib", "pwd", "grp"}
