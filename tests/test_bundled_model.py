@@ -1,5 +1,8 @@
 """The bundled model on speakers it never heard: a regression guard for retraining.
 
+It also carries a threshold table (metadata key ``det_table``, see MODEL_CARD.md), and the demo
+recording must fire on its three "stop"s and nowhere else.
+
 The held-out *testing* speakers of ../shared/data (speaker hash, salt 'kwsd', 20% / 20%, the
 split in kwsd/models/MODEL_CARD.md) are streamed through kwsd's own path (the Spotter that
 `kwsd detect` runs) with the model's own defaults. A retrained bundled model must do at least
@@ -75,3 +78,31 @@ def test_no_false_accepts_on_held_out_read_speech(model):
         spotter = Spotter(model, rate)
         accepts += sum(e.kind == "detection" for e in spotter.process(samples))
     assert accepts <= MAX_FALSE_ACCEPTS_LONG
+
+
+DEMO_STOPS_S = [(3.0, 4.0), (14.0, 15.0), (20.5, 21.5)]     # kwsd/data/demo.txt
+
+
+def test_the_demo_fires_on_its_three_stops_and_nowhere_else():
+    from conftest import REPO
+    from kwsd.audiofile import AudioFile
+
+    model = load_model(BUNDLED_MODEL)
+    times = []
+    with AudioFile(REPO / "kwsd" / "data" / "demo.flac") as f:
+        spotter = Spotter(model, f.rate)
+        for block in f.blocks(1024):
+            times += [e.time for e in spotter.process(block) if e.kind == "detection"]
+    hit = [any(a <= t <= b + 1.1 for t in times) for a, b in DEMO_STOPS_S]
+    stray = [t for t in times if not any(a <= t <= b + 1.1 for a, b in DEMO_STOPS_S)]
+    assert hit == [True, True, True] and stray == [], times
+
+
+def test_its_threshold_table_runs_from_005_to_095_on_held_out_data():
+    table = load_model(BUNDLED_MODEL).metadata["det_table"]
+    assert table["hours"] >= 2.0 and table["clips"] >= 80
+    assert [r[0] for r in table["rows"]] == pytest.approx(np.arange(0.05, 0.951, 0.05))
+    fa = [r[1] for r in table["rows"]]
+    recall = [r[2] for r in table["rows"]]
+    assert fa == sorted(fa, reverse=True) and recall == sorted(recall, reverse=True)
+    assert all(0 <= r <= 1 for r in recall)
