@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ring import History
+
 log = logging.getLogger("kwsd.captures")
 
 #: Sub-folders of the capture directory.
@@ -174,46 +176,35 @@ class RecentAudio:
         self.seconds = float(seconds)
         self._lock = threading.Lock()
         self._rate = None
-        self._buf = np.zeros(0, np.float32)
-        self._end = 0                     # samples written in total (ring position)
+        self._history = None              # kwsd.ring.History at the current rate
         self._end_time = 0.0              # stream time just past the newest sample
 
     def push(self, samples, start_time: float, rate: int):
         """Add mono samples whose first one is at ``start_time`` (a new rate, or a jump in
         time, starts over: the audio had a gap)."""
-        x = np.asarray(samples, np.float32).reshape(-1)
+        x = np.asarray(samples, np.float32).reshape(-1, 1)
         with self._lock:
             if rate != self._rate or abs(start_time - self._end_time) > 1.5 / rate:
                 self._rate = int(rate)
-                self._buf = np.zeros(int(self.seconds * rate), np.float32)
-                self._end = 0
-            n = self._buf.size
-            if x.size >= n:
-                self._buf[:] = x[-n:]
-            else:
-                i = self._end % n
-                first = min(x.size, n - i)
-                self._buf[i:i + first] = x[:first]
-                self._buf[:x.size - first] = x[first:]
-            self._end += x.size
-            self._end_time = start_time + x.size / rate
+                self._history = History(int(self.seconds * rate))
+            self._history.write(x)
+            self._end_time = start_time + x.shape[0] / rate
 
     def cut(self, start_time: float, end_time: float):
         """``(samples, actual start time, rate)`` for ``start_time..end_time``, clipped to
         what is held (None when nothing is)."""
         with self._lock:
-            if self._rate is None or self._end == 0:
+            if self._rate is None or self._history.written == 0:
                 return None
-            rate, n = self._rate, self._buf.size
-            held = min(self._end, n)
+            rate, h = self._rate, self._history
+            held = h.held
             first_time = self._end_time - held / rate
             a = max(0, int(round((start_time - first_time) * rate)))
             b = min(held, int(round((end_time - first_time) * rate)))
             if b <= a:
                 return None
-            start = self._end - held + a          # absolute sample index
-            idx = (np.arange(start, start + (b - a)) % n)
-            return self._buf[idx].copy(), round(first_time + a / rate, 6), rate
+            start = h.written - held + a          # absolute sample index
+            return h.span(start, start + (b - a))[:, 0], round(first_time + a / rate, 6), rate
 
 
 def capture_stem(wall_time: float, kind: str, score: float) -> str:

@@ -43,6 +43,7 @@ import numpy as np
 
 from kwsd.detector import Detection, Detector, DetectorSettings
 from kwsd.frontend import FeatureStream
+from kwsd.ring import History
 
 
 @dataclass(frozen=True)
@@ -134,38 +135,6 @@ class Generation:
     def live(self) -> DecisionPath:
         """The path whose detections drive the actions."""
         return self.paths[0]
-
-
-class _Recent:
-    """The last ``frames`` frames of audio, in a buffer allocated once."""
-
-    def __init__(self, frames, channels, dtype):
-        self.buf = np.zeros((max(1, frames), channels), dtype)
-        self.filled = 0
-        self.pos = 0
-
-    def write(self, block):
-        cap = self.buf.shape[0]
-        n = block.shape[0]
-        if n >= cap:
-            self.buf[:] = block[n - cap:]
-            self.pos, self.filled = 0, cap
-            return
-        end = self.pos + n
-        if end <= cap:                  # the usual case: one copy
-            self.buf[self.pos:end] = block
-        else:
-            first = cap - self.pos
-            self.buf[self.pos:] = block[:first]
-            self.buf[:n - first] = block[first:]
-        self.pos = end % cap
-        if self.filled < cap:
-            self.filled = min(cap, self.filled + n)
-
-    def last(self, frames):
-        frames = min(frames, self.filled)
-        idx = (self.pos - frames + np.arange(frames)) % self.buf.shape[0]
-        return self.buf[idx]
 
 
 class _Stream:
@@ -264,7 +233,7 @@ class Pipeline:
         if self._recent is None:
             keep = max([self.HISTORY_S] + [p.model.profile.window_s + p.settings.hop_s
                                            for p in self.generation.paths])
-            self._recent = _Recent(int(self.rate * keep), block.shape[1], block.dtype)
+            self._recent = History(int(self.rate * keep), block.shape[1], block.dtype)
         if self._built_for is not self.generation:
             self._build(self.generation)
         if self.audio_taps:

@@ -96,3 +96,52 @@ class Ring:
     def reset(self):
         """Drop everything waiting (reader side, e.g. after the device is reopened)."""
         self._r = self._w
+
+
+class History:
+    """The last ``capacity`` frames written (``channels`` wide), in a buffer allocated once:
+    audio kept to prime a new model's front end, or to cut a capture around a moment. Not
+    locked: one thread writes, and reads happen on that thread or under the owner's lock.
+
+    >>> h = History(4)
+    >>> h.write(np.arange(6, dtype=np.float32).reshape(-1, 1))
+    >>> h.last(3).ravel().tolist(), h.written, h.held
+    ([3.0, 4.0, 5.0], 6, 4)
+    >>> h.span(3, 5).ravel().tolist()        # frames 3 and 4 of everything written
+    [3.0, 4.0]
+    """
+
+    def __init__(self, capacity, channels=1, dtype=np.float32):
+        self.buf = np.zeros((max(1, int(capacity)), int(channels)), dtype)
+        self.written = 0        # frames written in total
+
+    @property
+    def held(self):
+        """Frames held now: the last ``min(written, capacity)``."""
+        return min(self.written, self.buf.shape[0])
+
+    def write(self, block):
+        """Append ``block`` (frames x channels); the oldest frames make room."""
+        cap = self.buf.shape[0]
+        if block.shape[0] > cap:            # only the newest cap frames can stay
+            self.written += block.shape[0] - cap
+            block = block[-cap:]
+        n = block.shape[0]
+        pos = self.written % cap            # frame i lives at i % cap
+        end = pos + n
+        if end <= cap:                      # the usual case: one copy
+            self.buf[pos:end] = block
+        else:
+            first = cap - pos
+            self.buf[pos:] = block[:first]
+            self.buf[:n - first] = block[first:]
+        self.written += n
+
+    def last(self, frames):
+        """A copy of the newest ``frames`` frames (fewer if fewer are held)."""
+        frames = min(int(frames), self.held)
+        return self.span(self.written - frames, self.written)
+
+    def span(self, start, stop):
+        """A copy of frames ``start..stop`` (indices into everything written; held ones)."""
+        return self.buf[np.arange(start, stop) % self.buf.shape[0]]
