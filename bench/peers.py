@@ -37,6 +37,7 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--child":
 
     def _child(engine, raw, rate, block_ms, model_path):
         if engine == "kwsd":
+            import kwsd.__main__  # noqa: F401  (the kwsd command's process set-up: one BLAS thread)
             from kwsd.model import load_model
             from kwsd.spotter import Spotter
             model = load_model(model_path) if model_path else load_model(

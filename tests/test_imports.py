@@ -6,20 +6,26 @@ import sys
 
 from conftest import REPO
 
-# Run kwsd's own main(); at exit print the top-level modules that were imported.
-_RUN = ("import atexit, sys\n"
+# Run kwsd's own main(); at exit print the top-level modules that were imported and the
+# number of threads the process has.
+_RUN = ("import atexit, os, sys\n"
         "atexit.register(lambda: print('MODULES', ' '.join(sorted({m.split('.')[0] for m in sys.modules}))))\n"
+        "atexit.register(lambda: print('THREADS', len(os.listdir('/proc/self/task'))))\n"
         "sys.argv[0] = 'kwsd'\n"
         "from kwsd.__main__ import main\n"
         "sys.exit(main())\n")
 
 
-def _modules(args, env):
+def _at_exit(args, env, key):
     r = subprocess.run([sys.executable, "-c", _RUN] + args, capture_output=True, text=True,
                        env=env, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr
-    line = next(x for x in r.stdout.splitlines() if x.startswith("MODULES "))
-    return set(line.split()[1:])
+    line = next(x for x in r.stdout.splitlines() if x.startswith(key + " "))
+    return line.split()[1:]
+
+
+def _modules(args, env):
+    return set(_at_exit(args, env, "MODULES"))
 
 
 def test_kwsd_detect_with_the_bundled_model_loads_no_hardware_library_nor_scipy(subprocess_env):
@@ -28,3 +34,11 @@ def test_kwsd_detect_with_the_bundled_model_loads_no_hardware_library_nor_scipy(
     assert not mods & {"gpiozero", "sounddevice", "scipy", "python_speech_features", "tensorflow"}
     # nor the daemon's config/YAML, the installer or the room commands (their hashlib)
     assert not mods & {"yaml", "hashlib", "pwd", "grp"}
+
+
+def test_kwsd_starts_numpy_with_one_blas_thread(subprocess_env):
+    """The entry point sets OPENBLAS_NUM_THREADS=1 before numpy loads: OpenBLAS starts no
+    thread pool (kwsd does no large linear algebra, and the pool's start costs CPU at every
+    start), so `kwsd detect` runs in one thread."""
+    env = {k: v for k, v in subprocess_env.items() if k != "OPENBLAS_NUM_THREADS"}
+    assert _at_exit(["detect", "kwsd/data/demo.flac"], env, "THREADS") == ["1"]
