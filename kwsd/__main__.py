@@ -98,7 +98,8 @@ def cmd_detect(args) -> int:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``kwsd`` parser. With ``command="detect"`` only that subcommand is registered: the
     daemon's and the room commands' modules (config, YAML, install, hashlib) stay unloaded,
-    which keeps ``kwsd detect`` lean (about 7 MB less resident memory)."""
+    which keeps ``kwsd detect`` lean (about 7 MB less resident memory); with a daemon command
+    (``run``...) the room commands are not registered."""
     parser = ArgumentParser(prog="kwsd", description="Always-listening 'stop' keyword spotter.")
     parser.add_argument("--version", action="version", version=f"kwsd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -129,6 +130,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         return parser
     from .service_cli import add_subcommands
     add_subcommands(sub)                # run, listen, devices, check-config, install-service
+    if command in sub.choices:          # a daemon command: the room commands (their numpy
+        return parser                   # captures and meter code, hashlib) stay unloaded
     from .room_cli import add_subcommands as add_room_subcommands
     add_room_subcommands(sub)           # stats, captures, enroll
     return parser

@@ -19,7 +19,6 @@ pure parts in their own modules:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -42,6 +41,20 @@ def state_dir_of(cfg) -> str:
     return cfg.state_dir or (os.environ.get("STATE_DIRECTORY") or "").split(":")[0]
 
 
+def _sha256(data: bytes):
+    """A SHA-256 from CPython's own implementation, as :mod:`random` takes its SHA-512:
+    ``import hashlib`` maps OpenSSL's libcrypto, 3.6 MB resident for the daemon's whole life,
+    to hash one small model file."""
+    try:
+        from _sha2 import sha256            # Python >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256      # Python 3.11
+        except ImportError:                 # a Python built without its own hashes
+            from hashlib import sha256
+    return sha256(data)
+
+
 def model_sha256(model) -> str:
     """The SHA-256 of a model's file (its ``sha256`` attribute when the loader set one;
     else the file is read once and the digest remembered on the model)."""
@@ -50,7 +63,7 @@ def model_sha256(model) -> str:
         return digest
     try:
         with open(model.path, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
+            digest = _sha256(fh.read()).hexdigest()
     except OSError:
         digest = "unknown:" + os.path.basename(model.path)
     try:

@@ -162,18 +162,14 @@ def setup_logging(level="info", journal="auto", stream=None):
         logger.removeHandler(h)
     logger.setLevel(level.upper())
     logger.propagate = False
-    use_journal = False
+    wanted = _stderr_is_journal() if journal == "auto" else bool(journal)
     jmod = None
-    if journal:
+    if wanted:      # imported only when used: it maps libsystemd and its libraries (1.1 MB)
         try:
             from systemd import journal as jmod
         except ImportError:
             jmod = None
-    if jmod is not None:
-        if journal == "auto":
-            use_journal = _stderr_is_journal()
-        else:
-            use_journal = True
+    use_journal = jmod is not None
     if use_journal:
         logger.addHandler(JournalFieldsHandler(jmod))
     if not (use_journal and journal == "auto"):

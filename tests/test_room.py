@@ -1,6 +1,7 @@
 """Captures, meters and the shadow's log on the daemon's own pipeline, in process: real
 speech with three "stop"s (kwsd/data/demo.flac), the bundled model, real files."""
 
+import hashlib
 import logging
 import stat
 
@@ -107,3 +108,11 @@ def test_the_shadow_logs_would_be_detections_and_is_metered_apart(tmp_path, demo
     assert key == f"{model_sha256(model)}:{model_sha256(tiny)}"
     assert counts["both"] + counts["live_only"] == 3
     assert counts["both"] + counts["shadow_only"] == len(shadow)
+
+
+def test_model_sha256_is_the_files_sha256(model):
+    """The meter's and the captures' key, computed without hashlib (kwsd.room avoids mapping
+    OpenSSL into the daemon), is the file's SHA-256 as everyone else computes it."""
+    with open(model.path, "rb") as fh:
+        expected = hashlib.sha256(fh.read()).hexdigest()
+    assert model_sha256(model) == expected
