@@ -5,7 +5,8 @@
 Runs ``kwsd run`` as a subprocess with its defaults (the model's detector settings, 20 ms
 audio blocks), capturing through PortAudio from an ALSA FIFO device that is fed real
 "stop" clips from ../shared/data in real time (tests/daemon_harness.py), one LED action on
-gpiozero mock pins. Prints:
+gpiozero mock pins, the false-accept meter on (``$STATE_DIRECTORY`` set, as systemd's
+``StateDirectory=`` does). Prints:
 
 * latency: from the end of each spoken "stop" (last 10 ms frame within 30 dB of the clip's
   peak) to the LED pin's change (the mock pin's own timestamp), median / min / max;
@@ -110,7 +111,9 @@ def main():
     doc["audio"]["samplerate"] = rate
     cfg.write_text(yaml.safe_dump(doc))
     t0 = time.monotonic()
-    d = Daemon(cfg, tmp, mic, watchdog_usec=10_000_000)
+    (tmp / "state").mkdir()
+    d = Daemon(cfg, tmp, mic, env={"STATE_DIRECTORY": str(tmp / "state")},
+               watchdog_usec=10_000_000)
     try:
         ready = d.wait_notify("READY", "1", timeout=60)
         startup = d.notes[ready]["_mono"] - t0
