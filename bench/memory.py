@@ -55,7 +55,9 @@ GROUPS = (("LiteRT", ("ai_edge_litert", "tflite_runtime")), ("numpy + OpenBLAS",
           ("Python (interpreter, stdlib extensions)", ("libpython", "lib-dynload", "/bin/python")),
           ("libsndfile + codecs", ("sndfile", "soundfile", "FLAC", "vorbis", "ogg", "opus", "mpg123", "mp3lame")),
           ("soxr", ("soxr",)), ("libc, libstdc++, libm, ld.so", ("libc.so", "libstdc++", "libm.so", "ld-linux", "libgcc")),
-          ("OpenSSL libcrypto (hashlib)", ("libcrypto",)), ("PortAudio, ALSA, cffi", ("portaudio", "libasound", "_cffi", "sounddevice", "alsa-lib")),
+          ("OpenSSL libcrypto (hashlib)", ("libcrypto",)),
+          ("PortAudio (+ the JACK and Berkeley DB libraries it links), ALSA, cffi",
+           ("portaudio", "libjack", "libdb-", "libasound", "_cffi", "sounddevice", "alsa-lib")),
           ("heap + anonymous (Python objects, arrays)", ("[heap]", "[anonymous]")))
 
 
