@@ -143,6 +143,46 @@ def test_evaluate_writes_report_det_curve_and_calibrated_threshold(trained, tmp_
     assert load_model(model).defaults.threshold == m["calibration"]["threshold"]
 
 
+def test_evaluate_reports_synthetic_speech_apart_from_every_real_figure(trained, tmp_path,
+                                                                         capsys):
+    """``--synthetic-speech``: false accepts per language on ``kwsd-train synth`` long speech,
+    in their own table; the real held-out figures and the calibration do not change."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    import soundfile
+
+    from training import synth
+    from training.__main__ import main
+
+    syn = tmp_path / "synth"
+    synth.render_corpus(str(syn), negatives=[], engines=["espeak"], positives=0,
+                        per_negative=0, speech_minutes=0.3, hard_share=0.5,
+                        languages=["cs"], seed=5, jobs=1, progress=False)
+    speech = sorted((syn / "_speech_").glob("*.wav"))
+    assert speech
+    hours = sum(soundfile.info(str(f)).duration for f in speech) / 3600
+
+    def evaluate(out, *extra):
+        assert main(["-q", "-j", "2", "evaluate", str(trained["int8"]), "--data",
+                     str(trained["work"]), "--out", str(out), *extra]) == 0
+        return json.loads((out / "report.json").read_text())["models"]["model_int8.tflite"]
+
+    plain = evaluate(tmp_path / "plain")
+    with_syn = evaluate(tmp_path / "syn", "--synthetic-speech", str(syn))
+    table = with_syn["synthetic_speech"]
+    assert table["files"] == len(speech)
+    assert table["defaults"]["all"]["all"]["hours"] == pytest.approx(hours, abs=0.002)
+    assert set(table["defaults"]["language"]) <= {"cs", "en"}
+    assert with_syn["heldout_long"]["defaults"] == plain["heldout_long"]["defaults"]
+    assert with_syn["calibration"] == plain["calibration"]
+    assert "a development signal only" in (tmp_path / "syn" / "report.md").read_text()
+
+    assert main(["-q", "evaluate", str(trained["int8"]), "--data", str(trained["work"]),
+                 "--out", str(tmp_path / "bad"), "--synthetic-speech", str(tmp_path)]) == 65
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "synth_manifest.csv" in err and "Traceback" not in err
+
+
 def test_all_goes_from_data_folders_to_a_calibrated_model_and_report(trained, tmp_path):
     from kwsd.model import load_model
     from training.__main__ import main

@@ -420,7 +420,7 @@ def cmd_evaluate(args) -> int:
                              args.target_fpr, profile=args.profile, extra_long_dirs=args.long,
                              workers=args.workers, progress=not args.quiet,
                              command=_command_line(), min_recall=args.min_recall,
-                             crossval=crossval)
+                             crossval=crossval, synthetic_dirs=args.synthetic_speech)
     if args.write_threshold:
         from kwsd.metadata import read_metadata
 
@@ -585,6 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="REPORT_DIR")
     p.add_argument("--long", action="extend", nargs="+", default=[], metavar="DIR",
                    help="more long recordings (no keyword) to count false accepts on")
+    p.add_argument("--synthetic-speech", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="`kwsd-train synth` folders the models did not train on: false accepts "
+                        "per language on their long speech, reported apart as a development "
+                        "signal (synthetic voices: never a figure about real speech, never "
+                        "used to calibrate)")
     p.add_argument("--profile", help="feature profile for models without kwsd metadata")
     p.add_argument("--write-threshold", action="store_true",
                    help="store each kwsd-train model's calibrated threshold (and the metrics, "

@@ -397,6 +397,60 @@ def long_audio_table(ss: "SplitScores", settings: DetectorSettings, keyword="sto
     return out
 
 
+def synthetic_speech_files(dirs) -> list[tuple[str, str, str]]:
+    """``(path, language, voice id)`` of each long-speech file (``_speech_/``) that
+    ``kwsd-train synth`` rendered into ``dirs``, from their ``synth_manifest.csv``.
+
+    Such audio measures how often a model fires on running speech rich in "st" + vowel in
+    many languages, the confusion real held-out audio here has too little of to see. It is
+    a development signal: synthetic voices, never a claim about real speech.
+    """
+    import csv
+
+    from .data import DatasetError
+
+    out = []
+    for d in dirs:
+        manifest = Path(d) / "synth_manifest.csv"
+        if not manifest.is_file():
+            raise DatasetError(d, "no synth_manifest.csv: not a `kwsd-train synth` folder")
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                path = Path(d) / row["path"]
+                if row["path"].startswith("_speech_/") and path.is_file():
+                    out.append((str(path), row.get("language") or "?", row.get("voice_id", "")))
+    if not out:
+        raise DatasetError(dirs[0], "no long synthetic speech (_speech_/) in the manifest(s)")
+    return out
+
+
+def synthetic_speech_table(model_path, files, settings_by_name: dict, keyword="stop",
+                           profile=None, workers=None, progress=True) -> dict:
+    """False accepts per language on synthetic running speech (see
+    :func:`synthetic_speech_files`), for each named detector setting: ``{name: {"all":
+    {...}, "language": {lang: {"hours", "false_accepts", "per_hour"}}}}``."""
+    first = next(iter(settings_by_name.values()))
+    scores = score_all(model_path, [("file", f) for f, _, _ in files], first, profile,
+                       workers, progress, desc=f"scoring synthetic speech ({Path(model_path).name})")
+    out = {}
+    for name, settings in settings_by_name.items():
+        acc: dict = {}
+        for (_, lang, _), sc in zip(files, scores):
+            if sc is None or isinstance(sc, Exception) or not len(sc.times):
+                continue
+            n, h = len(replay(sc, settings, keyword)), _item_hours(sc, settings.hop_s)
+            for key in (("all", "all"), ("language", lang)):
+                a = acc.setdefault(key, [0, 0.0])
+                a[0] += n
+                a[1] += h
+        table: dict = {"all": {}, "language": {}}
+        for (kind, key), (n, h) in sorted(acc.items()):
+            table[kind][key] = {"hours": round(h, 3), "false_accepts": n,
+                                "per_hour": round(n / h, 3) if h else None}
+        out[name] = table
+    return out
+
+
 def top_false_accepts(ss: "SplitScores", settings: DetectorSettings, keyword="stop",
                       n=20) -> list[dict]:
     """The ``n`` highest-scoring false accepts in the long recordings: file, time in the
@@ -571,7 +625,7 @@ def _write_clip_scores(path, table: dict, names: list):
 def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, target_fpr=0.005,
                     profile=None, extra_long_dirs=(), workers=None, progress=True,
                     command="", names=None, min_recall=0.8, crossval=None,
-                    top_n=20) -> dict:
+                    top_n=20, synthetic_dirs=()) -> dict:
     """Evaluate models on a prepared work folder's validation and testing splits.
 
     Writes ``report.json``, ``report.md``, ``det_curve.png`` and ``clip_scores.csv`` (every
@@ -586,6 +640,10 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
     The long held-out audio (validation and testing together) is also reported per source
     and per language with 95% intervals, and its ``top_n`` highest-scoring false accepts
     are listed and saved as FLAC snippets in ``false_accepts/<model>/``.
+
+    ``synthetic_dirs`` (``kwsd-train synth`` folders the model did not train on): their long
+    speech is scored too and reported apart, per language, as a development signal (see
+    :func:`synthetic_speech_files`); it never enters a real figure or the calibration.
     """
     import datetime
 
@@ -605,6 +663,7 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
         for it in scan_long_recordings(d, 0, 0):
             it.split = "testing"
             extra.append(it)
+    synthetic = synthetic_speech_files(synthetic_dirs) if synthetic_dirs else []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -613,7 +672,8 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
                           "min_recall": min_recall},
               "split": split_counts(items), "models": {},
               "config": {"index": meta, "thresholds": THRESHOLDS.tolist(), "slot_s": SLOT_S,
-                         "extra_long_dirs": [str(d) for d in extra_long_dirs]}}
+                         "extra_long_dirs": [str(d) for d in extra_long_dirs],
+                         "synthetic_dirs": [str(d) for d in synthetic_dirs]}}
     curves, marks = {}, {}
     clip_table: dict = {}      # (split, path, word) -> {model name: highest score}
     for i, path in enumerate(model_paths):
@@ -690,6 +750,12 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
                                  "command": cv.get("command")}
             entry["det_split"] = "cross-validated clips, held-out long audio"
             curves[name] = combined_rows(cv, det_curve(heldout, defaults, model.keyword))
+        if synthetic:
+            entry["synthetic_speech"] = {
+                "files": len(synthetic),
+                **synthetic_speech_table(path, synthetic, {"defaults": defaults,
+                                                           "calibrated": calibrated},
+                                         model.keyword, profile, workers, progress)}
         marks[name] = cal["threshold"]
         report["models"][name] = entry
     _write_clip_scores(out_dir / "clip_scores.csv", clip_table, list(report["models"]))

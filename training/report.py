@@ -171,6 +171,21 @@ def markdown(report: dict) -> str:
                           f"{_fmt(r['clip_false_positive_rate'], True)}, pooled ROC AUC "
                           f"{_fmt(cv['pooled_roc_auc'])}; per fold recall "
                           f"{json.dumps(s_.get('recall'))}", ""]
+        syn = m.get("synthetic_speech")
+        if syn:
+            lines += ["", f"Synthetic running speech ({syn['files']} files of `kwsd-train synth` "
+                          f"long speech): a development signal only. Synthetic voices say "
+                          f"nothing certain about real speech; these figures are never a claim "
+                          f"and never calibrate.", "",
+                      "| language | hours | FA (defaults) | FA/h (defaults) | FA (calibrated) | "
+                      "FA/h (calibrated) |", "|---|---|---|---|---|---|"]
+            for key, d in [("all", syn["defaults"]["all"].get("all"))] + sorted(
+                    syn["defaults"]["language"].items(), key=lambda kv: -kv[1]["hours"]):
+                c = (syn["calibrated"]["all"].get("all") if key == "all"
+                     else syn["calibrated"]["language"][key])
+                lines.append(f"| {key} | {d['hours']} | {d['false_accepts']} | "
+                             f"{_fmt(d['per_hour'])} | {c['false_accepts']} | "
+                             f"{_fmt(c['per_hour'])} |")
         lines += ["", "Threshold table (`det_table`: threshold, FA/h on held-out long audio, "
                       "recall):", "", "```", json.dumps(held["det_table"]["rows"]), "```", ""]
     if report.get("clip_scores_csv"):
