@@ -503,8 +503,8 @@ def det_table(ss: "SplitScores", base: DetectorSettings, clip_rows: list[dict] |
               keyword="stop", clip_count: int | None = None) -> dict:
     """The threshold table embedded in a model (``"det_table"``): for thresholds 0.05 to
     0.95, ``[threshold, false accepts per hour on the held-out long audio, recall]``; recall
-    from ``clip_rows`` (cross-validated, nearest threshold) when given, else the split's
-    own keyword clips."""
+    from ``clip_rows`` (cross-validated, nearest threshold) when given, else the held-out
+    keyword clips (``ss``: the validation and testing splits pooled)."""
     rows = []
     clips = 0
     for t in DET_TABLE_THRESHOLDS:
@@ -714,8 +714,10 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
                                                                           model.keyword)},
                             "det": rows}
         held = [ss for ss, _ in per_split.values()]
-        heldout = dataclasses.replace(
-            held[0], long_items=[it for h in held for it in h.long_items],
+        heldout = dataclasses.replace(     # both held-out splits: their clips and long audio
+            held[0], clip_items=[it for h in held for it in h.clip_items],
+            clip_scores=[sc for h in held for sc in h.clip_scores],
+            long_items=[it for h in held for it in h.long_items],
             long_scores=[sc for h in held for sc in h.long_scores],
             long_hours=sum(h.long_hours for h in held))
         # what fires, and what comes close: every detection at a threshold of at most 0.3
