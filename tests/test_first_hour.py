@@ -124,10 +124,13 @@ def test_scores_view_labels_the_smoothed_score_it_thresholds(demo):
     hops = re.findall(r"(\d+\.\d\d) s  smoothed (\d\.\d{3}) \|[# :.]{40}\|  raw (\d\.\d{3})", screen)
     assert len(hops) > 200
     # the detection comes on the first hop whose smoothed score (not the raw one) is over
-    # the model's threshold (0.68)
-    first = next(h for h in hops if float(h[1]) >= 0.68)
-    assert first[0] == "3.70" and any(float(raw) >= 0.68 for t, s, raw in hops
-                                      if float(t) < 3.70)
+    # the model's threshold, after a hop whose raw score alone was over it
+    from kwsd.model import BUNDLED_MODEL, load_model
+
+    threshold = load_model(BUNDLED_MODEL).defaults.threshold
+    first = next(h for h in hops if float(h[1]) >= threshold)
+    assert f"kwsd/data/demo.flac\t    {first[0]} s\tstop" in screen
+    assert any(float(raw) >= threshold for t, s, raw in hops if float(t) < float(first[0]))
 
 
 # --------------------------------------------------------------------------- mistakes
@@ -157,7 +160,10 @@ def test_check_config_prints_settings_as_words(demo):
     screen, status = type_("kwsd check-config --config kwsd/examples/demo.yaml")
     assert status == 0
     assert_clean(screen)
-    assert re.search(r"^detector: threshold 0\.68, smoothing 3 hop\(s\), refractory 1 s, "
+    from kwsd.model import BUNDLED_MODEL, load_model
+
+    threshold = re.escape(f"{load_model(BUNDLED_MODEL).defaults.threshold:g}")
+    assert re.search(rf"^detector: threshold {threshold}, smoothing 3 hop\(s\), refractory 1 s, "
                      r"a decision every 0\.1 s$", screen, re.M), screen
 
 
@@ -178,7 +184,7 @@ def test_unreadable_audio_files_are_named_and_the_rest_still_done(demo, tmp_path
     assert_clean(screen)
     assert f"kwsd detect: {bad}: cannot read audio" in screen
     assert f"kwsd detect: {tmp_path}/missing.flac: no such file" in screen
-    assert "kwsd/data/demo.flac\t   21.30 s\tstop" in screen
+    assert "kwsd/data/demo.flac\t   21.20 s\tstop" in screen
 
 
 def test_listen_without_a_microphone_exits_with_the_hint(demo):

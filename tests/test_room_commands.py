@@ -16,6 +16,8 @@ import soundfile as sf
 from daemon_harness import REPO, SPEECH, FifoMic, clip, write_config
 from test_daemon_cli import kwsd
 
+from kwsd.model import load_model
+
 DEMO = REPO / "kwsd" / "data" / "demo.flac"
 TINY = REPO / "tests" / "data" / "tiny_float.tflite"
 BUNDLED = REPO / "kwsd" / "models" / "stop.tflite"
@@ -43,9 +45,11 @@ def test_run_captures_meters_and_shadows_then_stats_and_labelling(tmp_path):
     assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)
     assert _lines(proc.stderr, "shadow_loaded")
 
-    out = kwsd("stats", "--config", str(cfg), "--thresholds", "0.3", "0.68", "0.9")
+    threshold = f"{load_model(BUNDLED).defaults.threshold:g}"
+    out = kwsd("stats", "--config", str(cfg), "--thresholds", "0.3", threshold, "0.9")
     assert out.returncode == 0, out.stderr
-    assert "live stop.tflite" in out.stdout and "3 detection(s) at threshold 0.68" in out.stdout
+    assert "live stop.tflite" in out.stdout
+    assert f"3 detection(s) at threshold {threshold}" in out.stdout
     assert "shadow tiny_float.tflite" in out.stdout
     assert "live and shadow:" in out.stdout
 
