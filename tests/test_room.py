@@ -70,7 +70,7 @@ def test_one_capture_per_detection_and_per_near_miss_with_sidecars(tmp_path, dem
         assert rec["seconds"] == 2.0                                # 1.5 s before, 0.5 after
         assert rec["audio_start"] == pytest.approx(rec["time"] - 1.5, abs=1e-3)
         if rec["kind"] == "near_miss":
-            assert 0.3 <= rec["score"] < model.defaults.threshold
+            assert settings.near_miss <= rec["score"] < model.defaults.threshold
     # the meter kept every live hop, and is on disk for `kwsd stats`
     state = load_meters(tmp_path / "state" / "meter.json")["meters"][sha]
     assert state["hops"] == watch.meters[sha].hops > 200
