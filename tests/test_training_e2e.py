@@ -177,6 +177,20 @@ def test_evaluate_reports_synthetic_speech_apart_from_every_real_figure(trained,
     assert with_syn["calibration"] == plain["calibration"]
     assert "a development signal only" in (tmp_path / "syn" / "report.md").read_text()
 
+    # a file that is not audio and one the manifest lists but is gone: named, left out, no
+    # traceback
+    capsys.readouterr()
+    speech[0].write_bytes(b"not audio " * 300)
+    if len(speech) > 1:
+        speech[1].unlink()
+    hurt = evaluate(tmp_path / "hurt", "--synthetic-speech", str(syn))
+    err = capsys.readouterr().err
+    assert f"skipped {speech[0]}" in err and "Traceback" not in err
+    assert str(speech[0]) in hurt["synthetic_speech"]["skipped"]
+    if len(speech) > 1:
+        assert f"skipped {speech[1]}: listed in synth_manifest.csv but missing" in err
+    assert hurt["synthetic_speech"]["defaults"]["all"]["all"]["hours"] < hours
+
     assert main(["-q", "evaluate", str(trained["int8"]), "--data", str(trained["work"]),
                  "--out", str(tmp_path / "bad"), "--synthetic-speech", str(tmp_path)]) == 65
     err = capsys.readouterr().err

@@ -397,13 +397,14 @@ def long_audio_table(ss: "SplitScores", settings: DetectorSettings, keyword="sto
     return out
 
 
-def synthetic_speech_files(dirs) -> list[tuple[str, str, str]]:
+def synthetic_speech_files(dirs, problems: LoadProblems) -> list[tuple[str, str, str]]:
     """``(path, language, voice id)`` of each long-speech file (``_speech_/``) that
     ``kwsd-train synth`` rendered into ``dirs``, from their ``synth_manifest.csv``.
 
     Such audio measures how often a model fires on running speech rich in "st" + vowel in
     many languages, the confusion real held-out audio here has too little of to see. It is
-    a development signal: synthetic voices, never a claim about real speech.
+    a development signal: synthetic voices, never a claim about real speech. Files the
+    manifest lists but that are missing are recorded in ``problems``.
     """
     import csv
 
@@ -417,24 +418,32 @@ def synthetic_speech_files(dirs) -> list[tuple[str, str, str]]:
         with open(manifest, newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 path = Path(d) / row["path"]
-                if row["path"].startswith("_speech_/") and path.is_file():
+                if not row["path"].startswith("_speech_/"):
+                    continue
+                if path.is_file():
                     out.append((str(path), row.get("language") or "?", row.get("voice_id", "")))
+                else:
+                    problems.skip(path, "listed in synth_manifest.csv but missing")
     if not out:
         raise DatasetError(dirs[0], "no long synthetic speech (_speech_/) in the manifest(s)")
     return out
 
 
-def synthetic_speech_table(model_path, files, settings_by_name: dict, keyword="stop",
-                           profile=None, workers=None, progress=True) -> dict:
+def synthetic_speech_table(model_path, files, settings_by_name: dict, problems: LoadProblems,
+                           keyword="stop", profile=None, workers=None, progress=True) -> dict:
     """False accepts per language on synthetic running speech (see
     :func:`synthetic_speech_files`), for each named detector setting: ``{name: {"all":
-    {...}, "language": {lang: {"hours", "false_accepts", "per_hour"}}}}``."""
+    {...}, "language": {lang: {"hours", "false_accepts", "per_hour"}}}}``. Files that cannot
+    be decoded are recorded in ``problems`` and left out."""
     first = next(iter(settings_by_name.values()))
     scores = score_all(model_path, [("file", f) for f, _, _ in files], first, profile,
                        workers, progress, desc=f"scoring synthetic speech ({Path(model_path).name})")
+    for (path, _, _), sc in zip(files, scores):
+        if sc is None or isinstance(sc, Exception):
+            problems.skip(path, sc if sc is not None else "unreadable audio")
     out = {}
     for name, settings in settings_by_name.items():
-        acc: dict = {}
+        acc: dict = {("all", "all"): [0, 0.0]}     # a row even when nothing could be read
         for (_, lang, _), sc in zip(files, scores):
             if sc is None or isinstance(sc, Exception) or not len(sc.times):
                 continue
@@ -663,7 +672,8 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
         for it in scan_long_recordings(d, 0, 0):
             it.split = "testing"
             extra.append(it)
-    synthetic = synthetic_speech_files(synthetic_dirs) if synthetic_dirs else []
+    syn_problems = LoadProblems()
+    synthetic = synthetic_speech_files(synthetic_dirs, syn_problems) if synthetic_dirs else []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -757,9 +767,12 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
                 "files": len(synthetic),
                 **synthetic_speech_table(path, synthetic, {"defaults": defaults,
                                                            "calibrated": calibrated},
-                                         model.keyword, profile, workers, progress)}
+                                         syn_problems, model.keyword, profile, workers,
+                                         progress),
+                "skipped": sorted(syn_problems.skipped)}
         marks[name] = cal["threshold"]
         report["models"][name] = entry
+    syn_problems.report()       # synthetic files missing or undecodable, one line each
     _write_clip_scores(out_dir / "clip_scores.csv", clip_table, list(report["models"]))
     report["clip_scores_csv"] = str(out_dir / "clip_scores.csv")
     det_png = out_dir / "det_curve.png"

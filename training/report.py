@@ -176,7 +176,9 @@ def markdown(report: dict) -> str:
             lines += ["", f"Synthetic running speech ({syn['files']} files of `kwsd-train synth` "
                           f"long speech): a development signal only. Synthetic voices say "
                           f"nothing certain about real speech; these figures are never a claim "
-                          f"and never calibrate.", "",
+                          f"and never calibrate."
+                          + (f" Left out, missing or unreadable: {len(syn['skipped'])} file(s) "
+                             f"(named on stderr)." if syn.get("skipped") else ""), "",
                       "| language | hours | FA (defaults) | FA/h (defaults) | FA (calibrated) | "
                       "FA/h (calibrated) |", "|---|---|---|---|---|---|"]
             for key, d in [("all", syn["defaults"]["all"].get("all"))] + sorted(
