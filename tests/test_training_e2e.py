@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +120,45 @@ def test_kwsd_detect_finds_a_stop_it_never_heard(trained):
              for e in events if e["event"] == "detection"}
     assert len(fired & set(HELD_OUT_STOPS)) >= 3, fired
     assert len(fired & set(HELD_OUT_OTHER)) <= 1, fired
+
+
+def test_an_ensemble_is_one_model_file_whose_score_is_its_members_mean(trained, tmp_path,
+                                                                      capsys):
+    """``kwsd-train ensemble``: a second seed of the recipe (short, so it disagrees with the
+    first), averaged with the first into one model folder that ``export`` turns into one
+    .tflite file kwsd loads; every window's score is the members' mean."""
+    from kwsd.model import load_model
+    from training.__main__ import main
+    from training.export import score_windows
+    from training.train import load_prepared
+
+    second, ens = tmp_path / "seed2", tmp_path / "ensemble"
+    assert main(["-q", "train", str(trained["work"]), "--arch", "tcsep", "--width", "32",
+                 "--epochs", "3", "--batch-size", "32", "--mine-rounds", "0", "--seed", "8",
+                 "--out", str(second)]) == 0
+    assert main(["-q", "export", str(second), "--allow-dirty"]) == 0
+    assert main(["ensemble", str(trained["model_dir"]), str(second), "--out", str(ens)]) == 0
+    assert main(["-q", "export", str(ens), "--threshold", "0.4", "--allow-dirty"]) == 0
+
+    windows = load_prepared(trained["work"], progress=False)[3]["validation"].x[:40]
+    a, b, mean = (score_windows(load_model(d / "model_float.tflite"), windows)
+                  for d in (trained["model_dir"], second, ens))
+    assert np.abs(a - b).max() > 0.01                  # the members disagree somewhere ...
+    assert np.allclose(mean, (a + b) / 2, atol=1e-5)   # ... and the ensemble is their mean
+    model = load_model(ens / "model_int8.tflite")
+    assert model.quantized and model.defaults.threshold == 0.4
+    members = model.metadata["provenance"]["training"]["ensemble"]
+    assert [m["seed"] for m in members] == [SEED, 8]
+    int8 = score_windows(model, windows)
+    assert np.abs(int8 - mean).mean() < 0.05
+
+    # a folder that holds no trained model: named, data-error status, nothing written
+    capsys.readouterr()
+    assert main(["ensemble", str(trained["model_dir"]), str(tmp_path),
+                 "--out", str(tmp_path / "never")]) == 65
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "model.keras" in err
+    assert not (tmp_path / "never").exists()
 
 
 def test_evaluate_writes_report_det_curve_and_calibrated_threshold(trained, tmp_path):

@@ -409,6 +409,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    """``kwsd-train ensemble``: one model folder whose score is the mean of the members'."""
+    from .ensemble import ensemble
+
+    config = ensemble(args.model_dirs, args.out, command=_command_line())
+    print(f"ensemble of {len(config['ensemble'])} models ({config['parameters']:,} "
+          f"parameters): {args.out}\nnext: kwsd-train export {args.out}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     """``kwsd-train evaluate``: ends with each model's figures and the report's path."""
     from .evaluate import evaluate_models, write_threshold
@@ -577,6 +587,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_arguments(p)
     add_allow_dirty_argument(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ensemble", help="one model whose score is the mean of several "
+                                        "trained models' (seeds of one recipe)")
+    p.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR",
+                   help="folders written by kwsd-train train (same keyword and profile)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR",
+                   help="the ensemble's model folder, for kwsd-train export")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("evaluate", help="streaming evaluation with kwsd's own detector")
     p.add_argument("models", nargs="+", metavar="MODEL")

@@ -132,6 +132,23 @@ def score_windows(model, features: np.ndarray) -> np.ndarray:
     return np.array([model.score(np.asarray(f, dtype=np.float32)) for f in features])
 
 
+def read_train_config(model_dir) -> dict:
+    """``MODEL_DIR/train_config.json``, after checking that the folder holds a trained model
+    (:class:`~training.data.DatasetError` naming the folder or file otherwise)."""
+    from .data import DatasetError
+
+    model_dir = Path(model_dir)
+    path = model_dir / "train_config.json"
+    if not (model_dir / "model.keras").is_file() or not path.is_file():
+        raise DatasetError(model_dir, "not a trained model folder: expected model.keras and "
+                                      "train_config.json (written by kwsd-train train)")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(path, f"unreadable training configuration: {exc}") from None
+
+
 def export(model_dir, workdir=None, settings: DetectorSettings | None = None,
            metrics: dict | None = None, representative_size=500, out_name="model",
            progress=True, arrays=None) -> dict:
@@ -146,8 +163,7 @@ def export(model_dir, workdir=None, settings: DetectorSettings | None = None,
     from kwsd.profiles import FeatureProfile
 
     model_dir = Path(model_dir)
-    with open(model_dir / "train_config.json", encoding="utf-8") as fh:
-        config = json.load(fh)
+    config = read_train_config(model_dir)
     workdir = workdir or config["workdir"]
     profile = FeatureProfile.from_dict(config["profile"])
     if arrays is None:
@@ -175,7 +191,8 @@ def export(model_dir, workdir=None, settings: DetectorSettings | None = None,
         "training": {k: config[k] for k in ("arch", "epochs", "best_epoch", "batch_size",
                                              "learning_rate", "width", "dropout",
                                              "class_weights", "seed", "parameters",
-                                             "augment", "windows") if k in config},
+                                             "augment", "windows", "ensemble")
+                     if k in config},
         "metrics": metrics or {},
     }
     meta = build_metadata(config["keyword"], profile, settings, provenance)
