@@ -17,9 +17,10 @@ from kwsd.audiofile import read_audio
 from kwsd.model import BUNDLED_MODEL, load_model
 from kwsd.spotter import Spotter
 
-# measured for the shipped model (see MODEL_CARD.md), testing split, model defaults: 37/41
-# stops, 1/416 other words (the model it replaced, 2026-11-25: 39/41 and 2/416, with 3.4x
-# the false accepts on synthetic "st"-rich running speech; MODEL_CARD.md, "Results")
+# measured for the shipped model (see MODEL_CARD.md), testing split, model defaults: 38/41
+# stops, 1/416 other words (its first member alone: 37/41 and 1/416; the model bundled until
+# 2026-11-30: 39/41 and 2/416, with 3x the false accepts on synthetic "st"-rich running
+# speech; MODEL_CARD.md, "Results")
 MIN_RECALL = 0.90
 MAX_FPR = 0.0025
 MAX_FALSE_ACCEPTS_LONG = 0          # over the held-out LibriSpeech files
@@ -53,7 +54,7 @@ def test_bundled_model_is_int8_with_metadata_and_small():
     assert m.quantized and m.keyword == "stop" and m.profile.name == "logmel40"
     assert m.metadata["provenance"]["command"]
     import os
-    assert os.path.getsize(BUNDLED_MODEL) <= 64 * 1024
+    assert os.path.getsize(BUNDLED_MODEL) <= 256 * 1024     # issue 10's budget for all model files
 
 
 def test_held_out_stops_are_found_and_other_words_are_not(model):
