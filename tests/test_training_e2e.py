@@ -159,6 +159,21 @@ def test_an_ensemble_is_one_model_file_whose_score_is_its_members_mean(trained, 
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "model.keras" in err
     assert not (tmp_path / "never").exists()
+    # a damaged model.keras, and a member for another keyword: named, same status
+    broken = tmp_path / "broken"
+    shutil.copytree(second, broken)
+    (broken / "model.keras").write_bytes(b"not a zip file")
+    assert main(["ensemble", str(trained["model_dir"]), str(broken),
+                 "--out", str(tmp_path / "never")]) == 65
+    assert str(broken / "model.keras") in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(second, other)
+    config = json.loads((other / "train_config.json").read_text())
+    (other / "train_config.json").write_text(json.dumps(dict(config, keyword="go")))
+    assert main(["ensemble", str(trained["model_dir"]), str(other),
+                 "--out", str(tmp_path / "never")]) == 65
+    assert "keyword differs" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 def test_evaluate_writes_report_det_curve_and_calibrated_threshold(trained, tmp_path):

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from .data import DatasetError
-from .export import read_train_config
+from .export import load_trained_model, read_train_config
 
 
 def ensemble(model_dirs, out_dir, command: str = "") -> dict:
@@ -47,7 +47,7 @@ def ensemble(model_dirs, out_dir, command: str = "") -> dict:
 
     members = []
     for i, d in enumerate(dirs):
-        m = keras.models.load_model(d / "model.keras")
+        m = load_trained_model(d)
         outputs = m.outputs[0] if isinstance(m.outputs, (list, tuple)) else m.outputs
         members.append(keras.Model(m.inputs[0], outputs, name=f"member_{i}"))
     inp = keras.Input(shape=members[0].input_shape[1:], name="features")

@@ -149,6 +149,21 @@ def read_train_config(model_dir) -> dict:
         raise DatasetError(path, f"unreadable training configuration: {exc}") from None
 
 
+def load_trained_model(model_dir):
+    """``MODEL_DIR/model.keras`` as a Keras model; a file Keras cannot read is a
+    :class:`~training.data.DatasetError` naming it."""
+    import keras
+
+    from .data import DatasetError
+
+    path = Path(model_dir) / "model.keras"
+    try:
+        return keras.models.load_model(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(path, f"not a readable Keras model ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]})") from None
+
+
 def export(model_dir, workdir=None, settings: DetectorSettings | None = None,
            metrics: dict | None = None, representative_size=500, out_name="model",
            progress=True, arrays=None) -> dict:
@@ -158,8 +173,6 @@ def export(model_dir, workdir=None, settings: DetectorSettings | None = None,
     Returns a summary dict (paths, sizes, parity), also written to ``export.json``.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from kwsd.profiles import FeatureProfile
 
     model_dir = Path(model_dir)
@@ -170,7 +183,7 @@ def export(model_dir, workdir=None, settings: DetectorSettings | None = None,
         from .train import load_prepared
 
         arrays = load_prepared(workdir, progress=progress)[3]
-    model = keras.models.load_model(model_dir / "model.keras")
+    model = load_trained_model(model_dir)
     tr, va = arrays["training"], arrays["validation"]
     rng = np.random.default_rng(config["seed"])
     # representative windows: both classes, so the int8 ranges cover keyword activations too
