@@ -238,3 +238,35 @@ def test_changing_one_roles_augmentation_recomputes_only_that_role(tmp_path):
     training_words = [it for it in items if it.split == "training" and it.role == "word"]
     assert meta["windows"]["training"]["word"] == 2 * len(training_words)
     assert len(added) == len(training_words)     # keyword, noise, held-out: reused
+
+
+def test_real_keyword_weight_copies_real_training_stops_only(tmp_path, capsys):
+    """--real-keyword-weight N: each real training "stop" yields N times the windows, each
+    copy augmented differently; synthetic and held-out clips are untouched, and the summary
+    still counts clips, not copies."""
+    make_dataset(tmp_path / "data")
+    (tmp_path / "synth" / "stop").mkdir(parents=True)
+    for src in sorted((CORPUS / "stop").glob("*.wav"))[8:10]:
+        shutil.copy(src, tmp_path / "synth" / "stop" / src.name)
+    base = ["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--synthetic",
+            str(tmp_path / "synth"), "--variants", "2", "--partials", "0",
+            "--validation-percent", "20", "--testing-percent", "0"]
+    assert main(base + ["--out", str(tmp_path / "one")]) == 0
+    assert main(base + ["--out", str(tmp_path / "three"), "--real-keyword-weight", "3"]) == 0
+    _, one = load_index(tmp_path / "one" / "index.json")
+    items, three = load_index(tmp_path / "three" / "index.json")
+    real = {it.path for it in items if it.role == "keyword" and it.split == "training"
+            and not it.source.startswith("synthetic")}
+    assert real
+    assert (three["windows"]["training"]["keyword"] - one["windows"]["training"]["keyword"]
+            == 2 * 2 * len(real))                      # 2 more copies x 2 variants each
+    assert three["windows"]["validation"] == one["windows"]["validation"]
+    from training.features import build_features
+
+    x = build_features(items, get_profile("logmel40"), AugmentConfig.from_dict(three["augment"]),
+                       three["seed"], tmp_path / "three", progress=False)["training"]
+    copies = [np.asarray(x.x[x.group == g], np.float32) for g, it in enumerate(items)
+              if it.path == sorted(real)[0] and it.split == "training"]
+    assert len(copies) == 3 and not np.array_equal(copies[0], copies[1])
+    assert main(base + ["--out", str(tmp_path / "bad"), "--real-keyword-weight", "0"]) == 65
+    assert "--real-keyword-weight: must be at least 1, not 0" in capsys.readouterr().err

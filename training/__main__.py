@@ -43,6 +43,10 @@ def add_prepare_arguments(p, data_required=True):
                    help="folders in the same layout (e.g. from `kwsd-train synth`) used for "
                         "training only: never held out, so every reported figure is on real "
                         "speech")
+    p.add_argument("--real-keyword-weight", type=int, default=1, metavar="N",
+                   help="copies of each real (not --synthetic) keyword clip in the training "
+                        "split, each with its own augmentation (default 1): synthetic clips "
+                        "can outnumber real ones many times over")
     p.add_argument("--long", action="extend", nargs="+", default=[], metavar="DIR",
                    help="folders of long recordings with no keyword (speech, rooms): negatives "
                         "cut into windows; held-out files give false accepts per hour")
@@ -102,8 +106,8 @@ def prepare(args) -> Path:
 
     from .augment import AugmentConfig
     from .data import (AUDIO_EXTENSIONS, DatasetError, LoadProblems, file_sha1,
-                       capture_counts, save_index, scan_captures, scan_long_recordings,
-                       scan_noise, scan_speech_commands, split_counts)
+                       capture_counts, repeat_items, save_index, scan_captures,
+                       scan_long_recordings, scan_noise, scan_speech_commands, split_counts)
     from .features import build_features
 
     try:
@@ -115,8 +119,13 @@ def prepare(args) -> Path:
     problems = LoadProblems()
     v, t = args.validation_percent, args.testing_percent
     items = []
+    if args.real_keyword_weight < 1:
+        raise DatasetError("--real-keyword-weight", f"must be at least 1, not "
+                                                    f"{args.real_keyword_weight}")
     for d in args.data:
-        items += scan_speech_commands(d, args.keyword, v, t, args.split_salt, problems)
+        for it in scan_speech_commands(d, args.keyword, v, t, args.split_salt, problems):
+            real_kw = it.role == "keyword" and it.split == "training"
+            items += repeat_items([it], args.real_keyword_weight if real_kw else 1)
     for d in args.synthetic:
         for it in scan_speech_commands(d, args.keyword, 0.0, 0.0, "", problems):
             it.split, it.source = "training", "synthetic:" + it.source
@@ -155,6 +164,7 @@ def prepare(args) -> Path:
                             workers=args.workers, progress=not args.quiet, problems=problems)
     meta = {"keyword": args.keyword, "profile": profile.to_dict(), "augment": aug.to_dict(),
             "seed": args.seed, "ir_files": ir_files,
+            "real_keyword_weight": args.real_keyword_weight,
             "data": {"speech_commands": [str(Path(d).resolve()) for d in args.data],
                      "synthetic": [str(Path(d).resolve()) for d in args.synthetic],
                      "long": [str(Path(d).resolve()) for d in args.long],
