@@ -134,13 +134,14 @@ def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_tab
                  "--validation-percent", "0", "--testing-percent", "0",
                  "--long-validation-percent", "35", "--long-testing-percent", "35",
                  "--variants", "2", "--partials", "1", "--word-variants", "1",
-                 "--long-per-second", "0.5", "--seed", "3"]) == 0
+                 "--long-per-second", "0.5", "--seed", "3", "--real-keyword-weight", "2"]) == 0
     assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "1",
                  "--arch", "tcsep", "--width", "8", "--epochs", "2", "--mine-rounds", "0",
                  "--out", str(cv)]) == 0
     doc = json.loads((cv / "crossval.json").read_text())
     assert [(r["seed"], r["fold"]) for r in doc["per_run"]] == [(1, 0), (1, 1)]
-    assert sum(r["keyword_clips"] for r in doc["per_run"]) == 16       # every stop, once
+    assert sum(r["keyword_clips"] for r in doc["per_run"]) == 16       # every stop, once,
+    # though --real-keyword-weight 2 trained each fold on two copies of every other stop
     assert doc["summary"]["recall"]["mean"] is not None
     assert "speaker folds" in (cv / "crossval.md").read_text()
     model = tmp_path / "stop.tflite"

@@ -134,8 +134,11 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                                                        tr.group[keep]))
             exported = export(run_dir, workdir, settings=settings, progress=progress,
                               arrays=fold_arrays)
-            eval_items = []
+            eval_items, seen = [], set()
             for i in sorted(held):
+                if (items[i].path, items[i].end) in seen:
+                    continue          # a copy made by prepare --real-keyword-weight: once
+                seen.add((items[i].path, items[i].end))
                 it = copy.copy(items[i])
                 it.split = "validation"
                 eval_items.append(it)
