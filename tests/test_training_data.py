@@ -270,3 +270,4 @@ def test_real_keyword_weight_copies_real_training_stops_only(tmp_path, capsys):
     assert len(copies) == 3 and not np.array_equal(copies[0], copies[1])
     assert main(base + ["--out", str(tmp_path / "bad"), "--real-keyword-weight", "0"]) == 65
     assert "--real-keyword-weight: must be at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()                    # refused before anything is written

@@ -114,14 +114,14 @@ def prepare(args) -> Path:
         profile = get_profile(args.profile)
     except KeyError as exc:
         raise DatasetError("--profile", exc.args[0]) from None
+    if args.real_keyword_weight < 1:
+        raise DatasetError("--real-keyword-weight", f"must be at least 1, not "
+                                                    f"{args.real_keyword_weight}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     problems = LoadProblems()
     v, t = args.validation_percent, args.testing_percent
     items = []
-    if args.real_keyword_weight < 1:
-        raise DatasetError("--real-keyword-weight", f"must be at least 1, not "
-                                                    f"{args.real_keyword_weight}")
     for d in args.data:
         for it in scan_speech_commands(d, args.keyword, v, t, args.split_salt, problems):
             real_kw = it.role == "keyword" and it.split == "training"
