@@ -107,7 +107,8 @@ def test_combined_rows_take_clip_figures_from_crossval_and_false_accepts_from_th
 
 
 @pytest.mark.slow
-def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_table(tmp_path):
+def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_table(tmp_path,
+                                                                                   capsys):
     pytest.importorskip("tensorflow")
     corpus = SHARED / "speech_commands"
     if not corpus.is_dir():
@@ -135,13 +136,34 @@ def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_tab
                  "--long-validation-percent", "35", "--long-testing-percent", "35",
                  "--variants", "2", "--partials", "1", "--word-variants", "1",
                  "--long-per-second", "0.5", "--seed", "3", "--real-keyword-weight", "2"]) == 0
-    assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "1",
+    assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "1", "2",
                  "--arch", "tcsep", "--width", "8", "--epochs", "2", "--mine-rounds", "0",
                  "--out", str(cv)]) == 0
     doc = json.loads((cv / "crossval.json").read_text())
-    assert [(r["seed"], r["fold"]) for r in doc["per_run"]] == [(1, 0), (1, 1)]
-    assert sum(r["keyword_clips"] for r in doc["per_run"]) == 16       # every stop, once,
-    # though --real-keyword-weight 2 trained each fold on two copies of every other stop
+    assert [(r["seed"], r["fold"]) for r in doc["per_run"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert sum(r["keyword_clips"] for r in doc["per_run"]) == 2 * 16    # every stop, once
+    # per seed, though --real-keyword-weight 2 trained each fold on two copies of each stop
+
+    # the two seeds' mean, cross-validated without training: fold f's ensemble is made of
+    # the fold-f models only (the others heard its speakers)
+    ens = tmp_path / "cv_ensemble"
+    assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--members", str(cv),
+                 "--out", str(ens)]) == 0
+    edoc = json.loads((ens / "crossval.json").read_text())
+    assert [r["dir"] for r in edoc["per_run"]] == ["ensemble-fold0", "ensemble-fold1"]
+    assert sum(r["keyword_clips"] for r in edoc["per_run"]) == 16
+    for f in (0, 1):
+        members = load_model(ens / f"ensemble-fold{f}" / "model_int8.tflite") \
+            .metadata["provenance"]["training"]["ensemble"]
+        assert sorted(Path(m["model_dir"]).name for m in members) == \
+            [f"seed1-fold{f}", f"seed2-fold{f}"]
+    assert edoc["calibration"]["threshold"] in edoc["thresholds"]
+    # a member cross-validated on other folds is refused, naming its report
+    capsys.readouterr()
+    assert main(["-q", "crossval", str(work), "--folds", "3", "--members", str(cv),
+                 "--out", str(tmp_path / "bad")]) == 65
+    assert str(cv / "crossval.json") in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
     assert doc["summary"]["recall"]["mean"] is not None
     assert "speaker folds" in (cv / "crossval.md").read_text()
     model = tmp_path / "stop.tflite"

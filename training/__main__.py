@@ -507,7 +507,7 @@ def cmd_crossval(args) -> int:
                       target_fa_per_hour=args.target_fa_per_hour, target_fpr=args.target_fpr,
                       min_recall=args.min_recall, workers=args.workers,
                       progress=not args.quiet, command=_command_line(),
-                      only_folds=args.only_folds)
+                      only_folds=args.only_folds, members=args.members)
     s = report["summary"]
     print(json.dumps({"threshold": report["calibration"]["threshold"],
                       "recall": s["recall"], "false_positive_rate": s["false_positive_rate"],
@@ -650,6 +650,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seeds; every fold is trained once per seed (default 1234)")
     p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="FOLD",
                    help="run only these folds (0-based): a quick comparison of settings")
+    p.add_argument("--members", nargs="+", default=None, metavar="CV_DIR",
+                   help="cross-validate an ensemble instead of training: each fold's model "
+                        "is the mean of these earlier cross-validations' models of that fold "
+                        "(same --folds; training options are then unused)")
     add_train_arguments(p)
     add_detector_arguments(p)
     add_evaluate_arguments(p)

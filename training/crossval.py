@@ -18,6 +18,11 @@ Written to ``OUT/crossval.json`` (and ``crossval.md``):
   accepts per hour at the calibrated threshold; ``summary``: their mean and spread;
 * ``calibration``: the threshold :func:`training.evaluate.calibrate` picks from ``rows``.
 
+An ensemble recipe (``kwsd-train ensemble``) is cross-validated from earlier
+cross-validations on the same folds, without training again: ``--members CV_A CV_B`` makes
+each fold's model the mean of their models of that fold, exports it and scores it the same
+way (runs ``ensemble-foldF``).
+
 ``kwsd-train evaluate --crossval OUT`` then judges the model trained on all speakers with
 these clip figures (see :func:`combined_rows`).
 
@@ -82,20 +87,59 @@ def _rows_from(counts: np.ndarray, hours: float, thresholds) -> list[dict]:
     return rows
 
 
+def member_fold_dirs(member_reports, folds: int) -> dict[int, list[Path]]:
+    """``{fold: [model folder, ...]}``: every (seed, fold) model of each earlier
+    cross-validation in ``member_reports`` (its ``CV_DIR``), checked to share ``folds`` and
+    the fold rule, so that fold f's members never heard fold f's speakers."""
+    from .data import DatasetError
+
+    out = {f: [] for f in range(folds)}
+    for cv in map(Path, member_reports):
+        file = cv / "crossval.json"
+        try:
+            rep = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise DatasetError(file, f"not a readable cross-validation report ({e}); run "
+                                     f"`kwsd-train crossval ... --out {cv}` first") from None
+        if rep.get("folds") != folds or rep.get("fold_salt") != FOLD_SALT:
+            raise DatasetError(file, f"its folds ({rep.get('folds')}, rule "
+                                     f"{rep.get('fold_salt')!r}) are not these ({folds}, "
+                                     f"{FOLD_SALT!r}): its models heard other speakers")
+        for run in rep.get("per_run", []):
+            d = cv / run.get("dir", f"seed{run['seed']}-fold{run['fold']}")
+            if not (d / "model.keras").is_file():
+                raise DatasetError(d, "the report names this fold model, but it has no "
+                                      "model.keras")
+            out[run["fold"]].append(d)
+    return out
+
+
 def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settings=None,
              target_fa_per_hour=0.3, target_fpr=0.005, min_recall=0.8, workers=None,
-             progress=True, command="", only_folds=None) -> dict:
+             progress=True, command="", only_folds=None, members=None) -> dict:
     """Run the cross-validation described in the module docstring; returns the report.
-    ``only_folds``: run just these folds (a quick comparison of settings on one fold)."""
+    ``only_folds``: run just these folds (a quick comparison of settings on one fold).
+    ``members``: earlier cross-validation folders; instead of training, each fold's model
+    is the mean (:func:`training.ensemble.ensemble`) of their models for that fold, so an
+    ensemble recipe gets cross-validated figures and a threshold (runs ``ensemble-foldF``)."""
     from kwsd.detector import DetectorSettings
 
     from .data import DatasetError
+    from .ensemble import ensemble
     from .evaluate import THRESHOLDS, clip_auc, score_split
     from .export import export
     from .features import Arrays
     from .train import load_prepared, train
 
     workdir, out_dir = Path(workdir), Path(out_dir)
+    fold_members = member_fold_dirs(members, folds) if members else None
+    if fold_members is not None:          # checked before anything is loaded or written
+        seeds = ("ensemble",)
+        missing = [f for f, ds in fold_members.items() if len(ds) < 2
+                   and (only_folds is None or f in only_folds)]
+        if missing:
+            raise DatasetError(Path(members[0]), f"fold(s) {missing} have fewer than two "
+                                                 f"member models in {list(map(str, members))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     items, meta, _, arrays = load_prepared(workdir, progress, workers)
     fold_map = real_clip_folds(items, folds)
@@ -114,6 +158,8 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
     context = {"command": command, "workdir": str(workdir.resolve()), "folds": folds,
                "seeds": list(seeds), "fold_salt": FOLD_SALT, "keyword": keyword,
                "settings": dataclasses.asdict(settings), "train": train_kwargs or {},
+               "members": None if fold_members is None else
+               {str(f): [str(d.resolve()) for d in ds] for f, ds in fold_members.items()},
                "thresholds": thresholds.tolist(),
                "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr,
                            "min_recall": min_recall}}
@@ -124,10 +170,15 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
             if only_folds is not None and f not in only_folds:
                 continue
             held = {i for i, fo in fold_map.items() if fo == f}
-            run_dir = out_dir / f"seed{seed}-fold{f}"
+            run_dir = out_dir / (f"seed{seed}-fold{f}" if fold_members is None else
+                                 f"ensemble-fold{f}")
             t0 = time.time()
-            summary = train(workdir, run_dir, seed=seed, exclude=held, progress=progress,
-                            workers=workers, command=command, **(train_kwargs or {}))
+            if fold_members is None:
+                summary = train(workdir, run_dir, seed=seed, exclude=held, progress=progress,
+                                workers=workers, command=command, **(train_kwargs or {}))
+            else:
+                config = ensemble(fold_members[f], run_dir, command=command)
+                summary = {"train_seconds": 0.0, "seed": config.get("seed", 0)}
             tr = arrays["training"]
             keep = ~np.isin(tr.group, np.fromiter(held, dtype=np.int64))
             fold_arrays = dict(arrays, training=Arrays(tr.x[keep], tr.y[keep], tr.kind[keep],
@@ -143,10 +194,11 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                 it.split = "validation"
                 eval_items.append(it)
             ss = score_split(exported["int8"]["path"], eval_items + held_long, "validation",
-                             settings, workers=workers, progress=progress, seed=seed)
+                             settings, workers=workers, progress=progress,
+                             seed=summary.get("seed", seed))
             counts = np.stack([_counts(ss, settings.with_overrides(threshold=float(t)), keyword)
                                for t in thresholds])
-            runs.append({"seed": seed, "fold": f, "roc_auc": clip_auc(ss),
+            runs.append({"seed": seed, "fold": f, "dir": run_dir.name, "roc_auc": clip_auc(ss),
                          "keyword_clips": int(counts[0][0] + counts[0][1]),
                          "other_clips": int(counts[0][2] + counts[0][3]),
                          "speakers": len({items[i].speaker for i in held}),
@@ -227,8 +279,10 @@ def summarise(runs: list[dict], seed_rows: list[list[dict]], k: int) -> dict:
 def markdown(report: dict) -> str:
     """A short Markdown account of a cross-validation report."""
     cal, s = report["calibration"], report["summary"]
-    lines = [f"# Cross-validation: {report['folds']} speaker folds x "
-             f"{len(report['seeds'])} seed(s)" + ("" if report.get("complete", True) else
+    what = (f"{len(report['seeds'])} seed(s)" if not report.get("members") else
+            "the mean of the members' fold models")
+    lines = [f"# Cross-validation: {report['folds']} speaker folds x {what}"
+             + ("" if report.get("complete", True) else
                                                   " (INCOMPLETE: interrupted)"), "",
              f"`{report['command']}`", "",
              f"Calibrated threshold: **{cal['threshold']:g}** (targets met: "
@@ -239,6 +293,9 @@ def markdown(report: dict) -> str:
         v = s.get(key)
         if v:
             lines.append(f"| {key} | {v['mean']} | {v['std']} | {v['min']} | {v['max']} |")
+    lines += [""] if report.get("members") else []
+    for f, dirs in (report.get("members") or {}).items():
+        lines.append(f"- fold {f}'s members: " + ", ".join(f"`{d}`" for d in dirs))
     lines += ["", "Pooled over folds, per seed, at the calibrated threshold:", ""]
     for seed, p in zip(report["seeds"], s["pooled_per_seed"]):
         lines.append(f"- seed {seed}: recall {p['recall']}, other-word false positives "
@@ -247,7 +304,8 @@ def markdown(report: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for r in report["per_run"]:
         a = r["at_threshold"]
-        lines.append(f"| seed {r['seed']} fold {r['fold']} | {r['speakers']} | "
+        name = r.get("dir") or f"seed{r['seed']}-fold{r['fold']}"
+        lines.append(f"| {name} | {r['speakers']} | "
                      f"{r['keyword_clips']} | {r['other_clips']} | {r['roc_auc']} | "
                      f"{a['recall']} | {a['false_positive_rate']} | "
                      f"{a['false_accepts_per_hour']} | {r['seconds']:.0f} |")
