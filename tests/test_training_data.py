@@ -224,6 +224,70 @@ def test_missing_folder_and_missing_keyword_are_clear_errors(tmp_path, capsys):
     assert "no clips of the keyword 'stop'" in err and "Traceback" not in err
 
 
+def band_energy(x, rate, lo, hi):
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / rate)
+    return spec[(f >= lo) & (f < hi)].sum() / spec.sum()
+
+
+def test_a_random_microphone_band_limits_every_kind_of_window_and_overdrive_clips_it():
+    """--mic-prob / --overdrive-prob: keyword windows and the negatives cut from long audio
+    alike (so neither class can be told by the colouring); at probability 0 the windows are
+    exactly those of a recipe without the steps."""
+    from training.augment import long_windows
+
+    rate = n = 16000
+    noise = np.random.default_rng(0).standard_normal(3 * rate).astype(np.float32) * 0.05
+    clip = noise[:rate].copy()
+    quiet = dict(noise_prob=0, speed_prob=0, ir_prob=0, gain_db=(0.0, 0.0), partials=0,
+                 variants=4, onsets=0)
+
+    def wins(**kw):
+        cfg = AugmentConfig(**quiet, **kw)
+        kws = keyword_windows(clip, rate, n, np.random.default_rng(1), cfg, NoiseBank([]), [])
+        longs = long_windows(noise, rate, n, np.random.default_rng(1), cfg, NoiseBank([]))
+        return [w.samples for w in kws], [w.samples for w in longs]
+
+    plain_kw, plain_long = wins()
+    off_kw, off_long = wins(mic_prob=0.0, overdrive_prob=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(plain_kw + plain_long, off_kw + off_long))
+    mic_kw, mic_long = wins(mic_prob=1.0)
+    for plain, heard in zip(plain_kw + plain_long, mic_kw + mic_long):
+        assert band_energy(heard, rate, 0, 40) < 0.3 * band_energy(plain, rate, 0, 40)
+        assert band_energy(heard, rate, 7600, 8000) < 0.5 * band_energy(plain, rate, 7600, 8000)
+        assert np.isclose(np.sqrt(np.mean(heard ** 2)), np.sqrt(np.mean(plain ** 2)), rtol=0.05)
+    def flat_topped(x):      # share of samples at the window's own peak
+        return np.mean(np.abs(x) >= 0.999 * np.abs(x).max())
+
+    hot_kw, hot_long = wins(overdrive_prob=1.0, overdrive=(4.0, 4.0))
+    assert all(flat_topped(x) < 0.001 for x in plain_kw + plain_long)
+    assert all(flat_topped(x) > 0.01 for x in hot_kw + hot_long)
+    assert np.isclose(np.abs(hot_kw[0]).max(), np.abs(plain_kw[0]).max() / 4, rtol=1e-3)
+
+
+def test_optional_augmentation_changes_the_cache_key_only_when_it_is_on():
+    """Caches made before --mic-prob/--overdrive-prob existed stay valid while they are off."""
+    from training.data import Item
+    from training.features import cache_key
+
+    item = Item(path="/x/stop/a_nohash_0.wav", role="keyword", split="training", speaker="a",
+                word="stop", source="speech_commands", sha1="0" * 40)
+    profile = get_profile("logmel40")
+    key = lambda **kw: cache_key(profile, item, AugmentConfig(**kw), 1, "bank")  # noqa: E731
+    assert key() == key(mic_prob=0.0, overdrive_prob=0.0, overdrive=(2.0, 3.0))
+    assert len({key(), key(mic_prob=0.5), key(overdrive_prob=0.1),
+                key(overdrive_prob=0.1, overdrive=(2.0, 3.0))}) == 4
+
+
+def test_a_probability_outside_0_to_1_is_refused_before_anything_is_written(tmp_path, capsys):
+    make_dataset(tmp_path / "data")
+    for option in ("--mic-prob", "--overdrive-prob", "--noise-prob"):
+        assert main(["-q", "prepare", str(tmp_path / "data"), option, "1.5",
+                     "--out", str(tmp_path / "bad")]) == 65
+        assert f"{option}: must be a probability from 0 to 1, not 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_changing_one_roles_augmentation_recomputes_only_that_role(tmp_path):
     make_dataset(tmp_path / "data")
     base = ["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--out", str(tmp_path / "work"),

@@ -2,8 +2,10 @@
 
 All augmentation works on waveforms at the profile's rate, before features: time shift,
 gain, background noise at a random SNR, speed perturbation (tempo and pitch together),
-and reverberation with impulse responses (files given with ``--ir``, or synthetic ones:
-exponentially decaying noise with a random RT60). Because features are computed after
+reverberation with impulse responses (files given with ``--ir``, or synthetic ones:
+exponentially decaying noise with a random RT60), and, when asked for, a random
+**microphone** (band limits and one boosted or cut band) and an **overdriven input** (the
+window clipped as a too-hot input stage clips it). Because features are computed after
 augmentation, :mod:`training.features` precomputes ``variants`` augmented windows per clip
 once and caches them; every epoch then sees all of them in a new order.
 
@@ -51,6 +53,9 @@ class AugmentConfig:
     speed: tuple = (0.88, 1.12)
     ir_prob: float = 0.3
     rt60_s: tuple = (0.1, 0.6)
+    mic_prob: float = 0.0             # chance that a window is heard through a random microphone
+    overdrive_prob: float = 0.0       # chance that a window is clipped by an overdriven input
+    overdrive: tuple = (1.5, 6.0)     # how far past full scale its peak is driven
     long_windows_per_s: float = 2.0   # negatives cut from long recordings, per second of audio
     noise_windows_per_s: float = 2.0  # negatives cut from noise recordings
     eval_hop_s: float = 1.0           # windows of long/noise audio in validation/testing
@@ -152,8 +157,46 @@ def reverberate(signal: np.ndarray, ir: np.ndarray) -> np.ndarray:
     return wet * (rms(signal) / level) if level > 0 else wet
 
 
-def _finish(window, rng, cfg, noise_bank, reference, noisy=True):
-    """Gain and noise (shared by every kind of window); clipped to [-1, 1]."""
+def microphone(signal: np.ndarray, rng: np.random.Generator, rate: int) -> np.ndarray:
+    """``signal`` as a random cheap microphone hears it: a 2nd-order high-pass at 50-400 Hz, a
+    2nd-order low-pass at 3.4-7.5 kHz (below Nyquist), and one octave-wide band around
+    0.3-4 kHz boosted or cut by up to 6 dB; the RMS level is kept.
+
+    >>> x = np.random.default_rng(1).standard_normal(16000).astype(np.float32)
+    >>> y = microphone(x, np.random.default_rng(2), 16000)
+    >>> y.shape == x.shape and abs(rms(y) - rms(x)) < 1e-3
+    True
+    """
+    nyq = rate / 2
+    sos = [scipy.signal.butter(2, rng.uniform(50, 400), btype="highpass", fs=rate, output="sos"),
+           scipy.signal.butter(2, min(rng.uniform(3400, 7500), 0.9 * nyq), btype="lowpass",
+                               fs=rate, output="sos")]
+    y = scipy.signal.sosfilt(np.concatenate(sos), signal)
+    centre = rng.uniform(300, min(4000, 0.6 * nyq))
+    band = scipy.signal.butter(1, [centre / np.sqrt(2), centre * np.sqrt(2)], btype="band",
+                               fs=rate, output="sos")
+    y = y + (10 ** (rng.uniform(-6, 6) / 20) - 1) * scipy.signal.sosfilt(band, y)
+    level = rms(y)
+    return (y * (rms(signal) / level) if level > 0 else y).astype(np.float32)
+
+
+def overdrive(signal: np.ndarray, drive: float) -> np.ndarray:
+    """``signal`` clipped as an input stage clips it when its peak is driven ``drive`` times
+    past full scale, then turned back down to its own peak.
+
+    >>> overdrive(np.array([0.1, -0.5, 0.25], np.float32), 2.0).tolist()
+    [0.10000000149011612, -0.25, 0.25]
+    """
+    peak = float(np.max(np.abs(signal))) if len(signal) else 0.0
+    if peak == 0:
+        return signal
+    k = drive / peak
+    return (np.clip(signal * k, -1.0, 1.0) / k).astype(np.float32)
+
+
+def _finish(window, rng, cfg, noise_bank, reference, rate, noisy=True):
+    """Gain, noise, then (when configured) the microphone and overdrive: shared by every kind
+    of window, so that neither class can be told by them; clipped to [-1, 1]."""
     gain = 10 ** (rng.uniform(*cfg.gain_db) / 20)
     window = window * gain
     reference = (reference or rms(window)) * gain
@@ -161,6 +204,10 @@ def _finish(window, rng, cfg, noise_bank, reference, noisy=True):
         noise = noise_bank.sample(rng, len(window))
         if noise is not None:
             window = mix_at_snr(window, noise, rng.uniform(*cfg.snr_db), reference)
+    if cfg.mic_prob and rng.random() < cfg.mic_prob:
+        window = microphone(window, rng, rate)
+    if cfg.overdrive_prob and rng.random() < cfg.overdrive_prob:
+        window = overdrive(window, rng.uniform(*cfg.overdrive))
     return np.clip(window, -1.0, 1.0).astype(np.float32)
 
 
@@ -196,7 +243,7 @@ def keyword_windows(clip, rate, n, rng, cfg: AugmentConfig, noise_bank: NoiseBan
         ext = speech_extent(c, rate)
         w0 = _place(c, n, rng, ext)
         out.append(Window(_finish(fit_window(c, n, -w0), rng, cfg, noise_bank,
-                                  rms(c[ext[0]:ext[1]])), 1, "keyword"))
+                                  rms(c[ext[0]:ext[1]]), rate), 1, "keyword"))
     for i in range(cfg.partials):
         c = _colour(clip, rate, rng, cfg, irs)
         s0, s1 = speech_extent(c, rate)
@@ -206,7 +253,7 @@ def keyword_windows(clip, rate, n, rng, cfg: AugmentConfig, noise_bank: NoiseBan
         else:            # only the end is inside: the window starts inside the word
             w0 = s0 + int(rng.uniform(*cfg.partial_tail) * length)
         out.append(Window(_finish(fit_window(c, n, -w0), rng, cfg, noise_bank,
-                                  rms(c[s0:s1])), 0, "partial"))
+                                  rms(c[s0:s1]), rate), 0, "partial"))
     return out
 
 
@@ -220,7 +267,7 @@ def word_windows(clip, rate, n, rng, cfg: AugmentConfig, noise_bank: NoiseBank,
         ext = speech_extent(c, rate)
         w0 = _place(c, n, rng, ext, lo_visible=1.0 if i % 2 == 0 else 0.3)
         out.append(Window(_finish(fit_window(c, n, -w0), rng, cfg, noise_bank,
-                                  rms(c[ext[0]:ext[1]])), 0, "word"))
+                                  rms(c[ext[0]:ext[1]]), rate), 0, "word"))
     return out
 
 
@@ -239,7 +286,8 @@ def long_windows(signal, rate, n, rng, cfg: AugmentConfig, noise_bank: NoiseBank
             window = window * 10 ** (rng.uniform(-60, -30) / 20)
             out.append(Window(window.astype(np.float32), 0, "silence"))
             continue
-        out.append(Window(_finish(window, rng, cfg, noise_bank, None, noisy=kind != "noise"),
+        out.append(Window(_finish(window, rng, cfg, noise_bank, None, rate,
+                                  noisy=kind != "noise"),
                           0, kind))
     if kind == "long" and cfg.onsets:
         out += onset_windows(signal, rate, n, rng, cfg, noise_bank)
@@ -283,7 +331,7 @@ def onset_windows(signal, rate, n, rng, cfg: AugmentConfig, noise_bank: NoiseBan
             lo = max(0, at)
             if lo < first:
                 window[lo:lo + len(burst[lo - at:])] += burst[lo - at:][:n - lo]
-        out.append(Window(_finish(window, rng, cfg, noise_bank, level), 0, "long"))
+        out.append(Window(_finish(window, rng, cfg, noise_bank, level, rate), 0, "long"))
     return out
 
 

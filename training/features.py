@@ -30,7 +30,7 @@ from .augment import (AugmentConfig, NoiseBank, keyword_windows, long_windows,
 from .data import Item, LoadProblems, load_audio
 
 CACHE_VERSION = 3
-_FINISH = ("gain_db", "noise_prob", "snr_db")
+_FINISH = ("gain_db", "noise_prob", "snr_db", "mic_prob", "overdrive_prob", "overdrive")
 _COLOUR = ("speed_prob", "speed", "ir_prob", "rt60_s")
 # the augmentation settings each role's windows depend on (see training.augment)
 ROLE_SETTINGS = {
@@ -39,6 +39,9 @@ ROLE_SETTINGS = {
     "long": ("long_windows_per_s", "onsets", "onset_s") + _FINISH,
     "noise": ("noise_windows_per_s", "quiet_share") + _FINISH,
 }
+# optional steps (probability setting, its parameters): while one is off, it is left out of
+# the cache key, so caches made before the step existed stay valid
+_OPTIONAL = (("mic_prob", ()), ("overdrive_prob", ("overdrive",)))
 KINDS = ("keyword", "partial", "word", "long", "noise", "silence", "mined")
 
 
@@ -67,13 +70,24 @@ def item_seed(seed: int, item: Item) -> int:
     return int.from_bytes(h[:8], "little")
 
 
+def role_settings(aug: AugmentConfig, role: str) -> dict:
+    """The augmentation settings the windows of a ``role`` depend on (optional steps that are
+    off left out)."""
+    out = {k: v for k, v in aug.to_dict().items() if k in ROLE_SETTINGS[role]}
+    for prob, params in _OPTIONAL:
+        if not out.get(prob):
+            for k in (prob,) + params:
+                out.pop(k, None)
+    return out
+
+
 def cache_key(profile: FeatureProfile, item: Item, aug: AugmentConfig, seed: int,
               bank_id: str) -> str:
     """The cache key of one item's windows (see module docs): only the augmentation
     settings its role uses count, so e.g. more long-recording windows recompute only those."""
     doc = {"v": CACHE_VERSION, "profile": profile.to_dict(), "sha1": item.sha1,
            "start": item.start, "end": item.end, "role": item.role, "split": item.split,
-           "aug": ({k: v for k, v in aug.to_dict().items() if k in ROLE_SETTINGS[item.role]}
+           "aug": (role_settings(aug, item.role)
                    if item.split == "training" else {"eval_hop_s": aug.eval_hop_s}),
            "seed": seed if item.split == "training" else 0,
            "bank": bank_id if item.split == "training" else ""}
