@@ -182,7 +182,8 @@ def microphone(signal: np.ndarray, rng: np.random.Generator, rate: int) -> np.nd
 
 def overdrive(signal: np.ndarray, drive: float) -> np.ndarray:
     """``signal`` clipped as an input stage clips it when its peak is driven ``drive`` times
-    past full scale, then turned back down to its own peak.
+    past full scale, then turned back down by the same gain (what was not clipped keeps its
+    level; the new peak is the old one / ``drive``).
 
     >>> overdrive(np.array([0.1, -0.5, 0.25], np.float32), 2.0).tolist()
     [0.10000000149011612, -0.25, 0.25]
