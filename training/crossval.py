@@ -176,9 +176,10 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
             if fold_members is None:
                 summary = train(workdir, run_dir, seed=seed, exclude=held, progress=progress,
                                 workers=workers, command=command, **(train_kwargs or {}))
+                train_seconds, score_seed = summary["train_seconds"], summary.get("seed", seed)
             else:
                 config = ensemble(fold_members[f], run_dir, command=command)
-                summary = {"train_seconds": 0.0, "seed": config.get("seed", 0)}
+                train_seconds, score_seed = 0.0, config.get("seed", 0)
             tr = arrays["training"]
             keep = ~np.isin(tr.group, np.fromiter(held, dtype=np.int64))
             fold_arrays = dict(arrays, training=Arrays(tr.x[keep], tr.y[keep], tr.kind[keep],
@@ -195,7 +196,7 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                 eval_items.append(it)
             ss = score_split(exported["int8"]["path"], eval_items + held_long, "validation",
                              settings, workers=workers, progress=progress,
-                             seed=summary.get("seed", seed))
+                             seed=score_seed)
             counts = np.stack([_counts(ss, settings.with_overrides(threshold=float(t)), keyword)
                                for t in thresholds])
             runs.append({"seed": seed, "fold": f, "dir": run_dir.name, "roc_auc": clip_auc(ss),
@@ -203,7 +204,7 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                          "other_clips": int(counts[0][2] + counts[0][3]),
                          "speakers": len({items[i].speaker for i in held}),
                          "hours": round(ss.long_hours, 3), "counts": counts.tolist(),
-                         "train_seconds": summary["train_seconds"],
+                         "train_seconds": train_seconds,
                          "seconds": round(time.time() - t0, 1),
                          "clip_max": [[it.role, it.word, it.path,
                                        None if sc is None or not len(sc.scores)
