@@ -256,6 +256,7 @@ def test_a_random_microphone_band_limits_every_kind_of_window_and_overdrive_clip
         assert band_energy(heard, rate, 0, 40) < 0.3 * band_energy(plain, rate, 0, 40)
         assert band_energy(heard, rate, 7600, 8000) < 0.5 * band_energy(plain, rate, 7600, 8000)
         assert np.isclose(np.sqrt(np.mean(heard ** 2)), np.sqrt(np.mean(plain ** 2)), rtol=0.05)
+
     def flat_topped(x):      # share of samples at the window's own peak
         return np.mean(np.abs(x) >= 0.999 * np.abs(x).max())
 
