@@ -15,12 +15,17 @@ With ``--json`` each line is one object::
     {"event": "score", "file": "a.wav", "time": 1.0, "score": 0.02, "smoothed": 0.02}
 
 ``time`` is seconds from the file's start at which the decision was made (the end of the
-window scored). A file shorter than one window is padded with silence to one window, so a
-one-second corpus clip is scored once, as a whole.
+window scored). A file shorter than one window is preceded by silence up to one window, as
+if the microphone had been quiet before it: a one-second corpus clip is scored once, as a
+whole, by a model with a one-second window, and a model with a longer window hears the clip
+end where the file ends, as a live stream would, never followed by silence that no microphone
+records.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import sys
 
@@ -59,20 +64,30 @@ def detect_samples(samples, rate, model, settings, on_event, channel="mix"):
 
 
 def _stream(blocks, rate, channels, model, settings, on_event, channel):
-    """Blocks through a :class:`Spotter`; audio shorter than one window is padded with
-    silence to one window."""
-    spotter = Spotter(model, rate, settings, channel)
+    """Blocks through a :class:`Spotter`. Audio shorter than one window is preceded by
+    silence up to one window, as if the microphone had been quiet before it, and its events'
+    times are counted from the audio's own start."""
     window = int(np.ceil(model.profile.window_s * rate))
-    frames = 0
-    for block in blocks:
+    blocks = iter(blocks)
+    head, frames = [], 0
+    for block in blocks:  # hold back up to one window: is the audio shorter than that?
+        head.append(block)
         frames += block.shape[0]
+        if frames >= window:
+            break
+    lead = max(0, window - frames)
+    spotter = Spotter(model, rate, settings, channel)
+    if lead:
+        head.insert(0, np.zeros((lead, channels), np.float32))
+
+    def emit(event):
+        on_event(dataclasses.replace(event, time=round(event.time - lead / rate, 6)) if lead
+                 else event)
+    for block in itertools.chain(head, blocks):
         for event in spotter.process(block):
-            on_event(event)
-    if frames < window:
-        for event in spotter.process(np.zeros((window - frames, channels), np.float32)):
-            on_event(event)
+            emit(event)
     for event in spotter.finish():
-        on_event(event)
+        emit(event)
 
 
 def run_detect(files, model, settings, as_json=False, scores=False, out=sys.stdout, err=sys.stderr):

@@ -80,3 +80,19 @@ def test_threshold_out_of_range_is_refused(subprocess_env, tmp_path):
     r = kwsd(["detect", "--model", str(TEST_DATA / "tiny_float.tflite"), "--threshold", "3", "x.wav"],
              subprocess_env)
     assert r.returncode == 78 and "threshold" in r.stderr
+
+
+def test_a_file_shorter_than_the_window_is_scored_where_it_ends(shared_data, subprocess_env, tmp_path):
+    # the loudest 0.6 s of a real "stop": the bundled model's 1 s window hears quiet, then the
+    # word ending where the file ends, and the decision's time is inside the file, not after it
+    clip, rate = soundfile.read(shared_data / "speech_commands" / "stop" / "0fa1e7a9_nohash_0.wav")
+    n = int(0.6 * rate)
+    energy = np.convolve(clip ** 2, np.ones(n), mode="valid")
+    start = int(np.argmax(energy))
+    path = tmp_path / "short.wav"
+    soundfile.write(path, clip[start:start + n], rate)
+    r = kwsd(["detect", "--json", "--scores", str(path)], subprocess_env)
+    assert r.returncode == 0, r.stderr
+    events = _json_lines(r.stdout)
+    assert [e["event"] for e in events] == ["score", "detection"]
+    assert [e["time"] for e in events] == [pytest.approx(0.6), pytest.approx(0.6)]
