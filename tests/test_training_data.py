@@ -138,6 +138,23 @@ def test_keyword_windows_hold_the_whole_word_and_partials_only_part_of_it():
     assert len(offsets) > 3                    # shifted, not all centred
 
 
+def test_cut_finals_hear_the_vowel_but_never_the_final_consonant():
+    # "s" (soft), "o" (loud), a silent closure, then a soft "p" burst
+    rate, n = 16000, 16000
+    clip = np.zeros(rate, np.float32)
+    clip[4000:6000], clip[6000:9000], clip[9800:10200] = 0.06, 0.5, 0.04
+    cfg = AugmentConfig(variants=1, partials=0, cut_finals=8, noise_prob=0, speed_prob=0,
+                        ir_prob=0, gain_db=(0.0, 0.0))
+    wins = keyword_windows(clip, rate, n, np.random.default_rng(1), cfg, NoiseBank([]), [])
+    cut = [w for w in wins if w.label == 0]
+    assert len(cut) == 8
+    for w in cut:
+        assert not np.any(np.isclose(w.samples, 0.04))            # no "p"
+        assert 0 < np.count_nonzero(np.isclose(w.samples, 0.5)) <= 3000  # some of the "o"
+        assert np.any(np.isclose(w.samples[-160:], 0.5))          # its last 10 ms: the vowel
+    assert AugmentConfig().cut_finals == 0                        # off unless asked for
+
+
 # --------------------------------------------------------------------------- prepare CLI
 
 def make_dataset(root: Path):

@@ -83,6 +83,10 @@ def add_prepare_arguments(p, data_required=True):
     g.add_argument("--partials", type=int, default=4,
                    help="partial-keyword negatives per keyword clip (only its start or end "
                         "inside the window)")
+    g.add_argument("--cut-finals", type=int, default=0, metavar="N",
+                   help="more negatives per keyword clip, each ending inside or at the end of "
+                        "the word's vowel, before its final consonant ('sto' without the 'p'; "
+                        "default 0)")
     g.add_argument("--long-per-second", type=float, default=2.0,
                    help="negative windows cut per second of long recordings")
     g.add_argument("--noise-per-second", type=float, default=2.0,
@@ -167,7 +171,8 @@ def prepare(args) -> Path:
     for it in bar(items, not args.quiet, desc="hashing", unit="file"):
         it.sha1 = file_sha1(it.path)
     aug = AugmentConfig(variants=args.variants, word_variants=args.word_variants,
-                        partials=args.partials, long_windows_per_s=args.long_per_second,
+                        partials=args.partials, cut_finals=args.cut_finals,
+                        long_windows_per_s=args.long_per_second,
                         noise_windows_per_s=args.noise_per_second, noise_prob=args.noise_prob,
                         snr_db=tuple(args.snr_db), speed_prob=args.speed_prob,
                         ir_prob=args.ir_prob, mic_prob=args.mic_prob,

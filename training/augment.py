@@ -15,7 +15,10 @@ false accepts in running speech fire within the first 1.6 s of an utterance).
 
 Each keyword clip also yields **partial** windows, labelled negative: the keyword shifted so
 that only its start or only its end is inside the window. In a stream a model sees every
-position of every word; one trained on centred clips alone fires on word onsets.
+position of every word; one trained on centred clips alone fires on word onsets. With
+``cut_finals``, more of them end inside or at the end of the word's loudest stretch (its
+vowel), before its final consonant: "sto" without the "p", which is what "сто", "store" and
+"stoic" sound like up to there.
 
 >>> cfg = AugmentConfig()
 >>> rng = np.random.default_rng(0)
@@ -46,6 +49,7 @@ class AugmentConfig:
     partials: int = 4                  # partial-keyword negatives per keyword clip
     partial_head: tuple = (0.1, 0.4)   # visible fraction of the word when only its start is in
     partial_tail: tuple = (0.6, 0.9)   # cut point when only its end is in
+    cut_finals: int = 0                # negatives per keyword clip cut before its final consonant
     gain_db: tuple = (-12.0, 6.0)
     noise_prob: float = 0.8
     snr_db: tuple = (0.0, 25.0)
@@ -255,7 +259,31 @@ def keyword_windows(clip, rate, n, rng, cfg: AugmentConfig, noise_bank: NoiseBan
             w0 = s0 + int(rng.uniform(*cfg.partial_tail) * length)
         out.append(Window(_finish(fit_window(c, n, -w0), rng, cfg, noise_bank,
                                   rms(c[s0:s1]), rate), 0, "partial"))
+    for _ in range(cfg.cut_finals):
+        c = _colour(clip, rate, rng, cfg, irs)
+        s0, s1 = speech_extent(c, rate)
+        v = loud_end(c, rate, s0, s1)
+        end = int(rng.integers(s0 + (v - s0) // 2, v + 1))   # inside the vowel, up to its end
+        out.append(Window(_finish(fit_window(c, n, n - end), rng, cfg, noise_bank,
+                                  rms(c[s0:s1]), rate), 0, "partial"))
     return out
+
+
+def loud_end(signal, rate, s0, s1, drop_db=15.0):
+    """One past the last 10 ms frame of ``signal[s0:s1]`` within ``drop_db`` of its loudest:
+    where a word's vowel ends, before a weaker final consonant.
+
+    >>> x = np.zeros(16000, np.float32); x[1600:3200] = 0.05; x[3200:8000] = 0.5; x[8000:8800] = 0.02
+    >>> loud_end(x, 16000, 1600, 8800)
+    8000
+    """
+    hop = max(1, rate // 100)
+    n = (s1 - s0) // hop
+    if n == 0:
+        return s1
+    frames = signal[s0:s0 + n * hop].reshape(n, hop).astype(np.float64)
+    energy = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    return int(s0 + (np.nonzero(energy >= energy.max() - drop_db)[0][-1] + 1) * hop)
 
 
 def word_windows(clip, rate, n, rng, cfg: AugmentConfig, noise_bank: NoiseBank,

@@ -34,14 +34,15 @@ _FINISH = ("gain_db", "noise_prob", "snr_db", "mic_prob", "overdrive_prob", "ove
 _COLOUR = ("speed_prob", "speed", "ir_prob", "rt60_s")
 # the augmentation settings each role's windows depend on (see training.augment)
 ROLE_SETTINGS = {
-    "keyword": ("variants", "partials", "partial_head", "partial_tail") + _COLOUR + _FINISH,
+    "keyword": ("variants", "partials", "partial_head", "partial_tail", "cut_finals") + _COLOUR
+               + _FINISH,
     "word": ("word_variants",) + _COLOUR + _FINISH,
     "long": ("long_windows_per_s", "onsets", "onset_s") + _FINISH,
     "noise": ("noise_windows_per_s", "quiet_share") + _FINISH,
 }
 # optional steps (probability setting, its parameters): while one is off, it is left out of
 # the cache key, so caches made before the step existed stay valid
-_OPTIONAL = (("mic_prob", ()), ("overdrive_prob", ("overdrive",)))
+_OPTIONAL = (("mic_prob", ()), ("overdrive_prob", ("overdrive",)), ("cut_finals", ()))
 KINDS = ("keyword", "partial", "word", "long", "noise", "silence", "mined")
 
 
