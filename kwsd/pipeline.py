@@ -14,7 +14,7 @@ daemon runs on two threads and ``kwsd detect`` runs one after the other in one t
 What runs is a :class:`Generation`: one or more :class:`DecisionPath` objects (the live one
 first; a shadow model may run beside it on the same audio, without actions). Publishing a
 new generation (:meth:`Pipeline.publish`: a model swap or a reload) takes effect at the next
-block; a new path's front end is primed with the last second of audio, so there is no gap,
+block; a new path's front end is primed with the last window of audio, so there is no gap,
 and it takes over its predecessor's detector history: a word the old path already fired on,
 or any window it already decided, never fires again.
 
