@@ -37,7 +37,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.signal
 
-from .data import fit_window, speech_extent
+from .data import fit_window, frame_db, speech_extent
 
 
 @dataclasses.dataclass
@@ -277,12 +277,9 @@ def loud_end(signal, rate, s0, s1, drop_db=15.0):
     >>> loud_end(x, 16000, 1600, 8800)
     8000
     """
-    hop = max(1, rate // 100)
-    n = (s1 - s0) // hop
-    if n == 0:
+    energy, hop = frame_db(signal[s0:s1], rate)
+    if energy.size == 0:
         return s1
-    frames = signal[s0:s0 + n * hop].reshape(n, hop).astype(np.float64)
-    energy = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
     return int(s0 + (np.nonzero(energy >= energy.max() - drop_db)[0][-1] + 1) * hop)
 
 

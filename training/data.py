@@ -465,6 +465,19 @@ def fit_window(signal: np.ndarray, n: int, offset: int | None = None) -> np.ndar
     return out
 
 
+def frame_db(signal: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """Energy in dB of consecutive 10 ms frames of ``signal`` (a last partial frame left
+    out), and the frame length in samples.
+
+    >>> frame_db(np.full(480, 0.1, np.float32), 16000)[0].round(1).tolist()
+    [-20.0, -20.0, -20.0]
+    """
+    hop = max(1, rate // 100)
+    n = len(signal) // hop
+    frames = np.asarray(signal[:n * hop], dtype=np.float64).reshape(n, hop)
+    return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12), hop
+
+
 def speech_extent(signal: np.ndarray, rate: int, floor_db: float = 30.0) -> tuple[int, int]:
     """First and one-past-last sample of the loud part (frames within ``floor_db`` of the peak).
 
@@ -474,12 +487,9 @@ def speech_extent(signal: np.ndarray, rate: int, floor_db: float = 30.0) -> tupl
     >>> speech_extent(x, 16000)
     (4000, 8000)
     """
-    hop = max(1, rate // 100)
-    n = len(signal) // hop
-    if n == 0:
+    energy, hop = frame_db(signal, rate)
+    if energy.size == 0:
         return 0, len(signal)
-    frames = signal[:n * hop].reshape(n, hop)
-    energy = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
     loud = np.nonzero(energy >= energy.max() - floor_db)[0]
     return int(loud[0] * hop), int(min(len(signal), (loud[-1] + 1) * hop))
 

@@ -67,12 +67,12 @@ def ensemble(model_dirs, out_dir, command: str = "") -> dict:
 
     profiles = [FeatureProfile.from_dict(c["profile"]) for c in configs]
     main = max(range(len(dirs)), key=lambda i: (profiles[i].window_s, -i))
-    first = configs[main]
+    base = configs[main]
     frames = []
     for d, c, p in zip(dirs, configs, profiles):
-        if c.get("keyword") != first.get("keyword"):
+        if c.get("keyword") != base.get("keyword"):
             raise DatasetError(d, f"its keyword {c.get('keyword')!r} differs from "
-                                  f"{dirs[main]}'s {first.get('keyword')!r}: every member must "
+                                  f"{dirs[main]}'s {base.get('keyword')!r}: every member must "
                                   "hear the same keyword")
         frames.append(tail_frames(profiles[main], p))
         if frames[-1] is None:
@@ -101,7 +101,7 @@ def ensemble(model_dirs, out_dir, command: str = "") -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save(out_dir / "model.keras")
-    config = dict(first, command=command, parameters=int(merged.count_params()),
+    config = dict(base, command=command, parameters=int(merged.count_params()),
                   ensemble=[{"model_dir": str(d.resolve()), "profile": p.name,
                              "seed": c.get("seed"), "best_epoch": c.get("best_epoch"),
                              "parameters": c.get("parameters")}
