@@ -50,3 +50,10 @@ def test_members_that_compute_other_features_are_refused_by_name(tmp_path, capsy
     err = capsys.readouterr().err
     assert str(other) in err and "'tutorial-mfcc16'" in err and "same features" in err
     assert not (tmp_path / "never").exists()
+
+    broken = member(tmp_path / "broken", "logmel40", 3)
+    (broken / "train_config.json").write_text(json.dumps({"keyword": "stop"}))
+    assert main(["ensemble", str(good), str(broken), "--out", str(tmp_path / "never")]) == 65
+    err = capsys.readouterr().err
+    assert str(broken / "train_config.json") in err and "no usable feature profile" in err
+    assert not (tmp_path / "never").exists()

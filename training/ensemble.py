@@ -54,6 +54,19 @@ def tail_frames(longer, shorter) -> int | None:
     return k if np.allclose(a[-k:], b, atol=1e-4) else None
 
 
+def _profile(model_dir, config):
+    """The feature profile a trained model folder's configuration names, or a
+    :class:`~training.data.DatasetError` naming its ``train_config.json``."""
+    from kwsd.profiles import FeatureProfile
+
+    try:
+        return FeatureProfile.from_dict(config["profile"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(Path(model_dir) / "train_config.json",
+                           f"no usable feature profile ({type(exc).__name__}: {exc}); "
+                           "expected the one kwsd-train train writes") from None
+
+
 def ensemble(model_dirs, out_dir, command: str = "") -> dict:
     """Write ``out_dir/model.keras``, the mean of the members' outputs, and its
     ``train_config.json``; returns that configuration."""
@@ -63,9 +76,7 @@ def ensemble(model_dirs, out_dir, command: str = "") -> dict:
         raise DatasetError(dirs[0] if dirs else Path("."), "an ensemble needs at least two "
                                                            "trained model folders")
     configs = [read_train_config(d) for d in dirs]
-    from kwsd.profiles import FeatureProfile
-
-    profiles = [FeatureProfile.from_dict(c["profile"]) for c in configs]
+    profiles = [_profile(d, c) for d, c in zip(dirs, configs)]
     main = max(range(len(dirs)), key=lambda i: (profiles[i].window_s, -i))
     base = configs[main]
     frames = []
