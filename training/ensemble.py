@@ -82,9 +82,9 @@ def ensemble(model_dirs, out_dir, command: str = "") -> dict:
     frames = []
     for d, c, p in zip(dirs, configs, profiles):
         if c.get("keyword") != base.get("keyword"):
-            raise DatasetError(d, f"its keyword {c.get('keyword')!r} differs from "
-                                  f"{dirs[main]}'s {base.get('keyword')!r}: every member must "
-                                  "hear the same keyword")
+            raise DatasetError(d, f"its keyword differs from {dirs[main]}'s "
+                                  f"({c.get('keyword')!r} against {base.get('keyword')!r}): "
+                                  "every member must hear the same keyword")
         frames.append(tail_frames(profiles[main], p))
         if frames[-1] is None:
             raise DatasetError(d, f"its profile {p.name!r} does not hear what "
