@@ -129,3 +129,45 @@ def test_hard_text_is_rich_in_st_plus_vowel_and_never_says_the_keyword():
         count = lambda t: len(re.findall(r"(st|ст|στ)[aeiouyáéíóúůаеиоуыэюяёαεηιουω]", t.lower()))  # noqa: E731
         assert count(hard) > 2 * max(1, count(plain)), language
         assert "stop" not in hard.lower() and "стоп" not in hard.lower()
+
+
+def test_music_needs_no_speech_engine_and_is_the_same_on_every_run(tmp_path, monkeypatch, capsys):
+    """``--music-minutes``: instrumental pieces in ``_music_/``, listed in the manifest under
+    the language "music"; no TTS engine is needed for them, and a seed gives the same audio."""
+    monkeypatch.setenv("PATH", str(tmp_path))              # no espeak-ng, flite, festival
+    parser = synth.add_arguments(argparse.ArgumentParser())
+    out = tmp_path / "music"
+    args = parser.parse_args([str(out), "--positives", "0", "--per-negative", "0",
+                              "--speech-minutes", "0", "--music-minutes", "1.2",
+                              "--engines", "espeak,flite", "--jobs", "1", "--no-progress"])
+    assert synth.run(args) == 0
+    assert "music: 1.2 min" in capsys.readouterr().out
+    pieces = sorted((out / "_music_").glob("*.wav"))
+    assert pieces and all(NAME.match(p.name) for p in pieces)
+    infos = [soundfile.info(str(p)) for p in pieces]
+    assert {(i.samplerate, i.channels) for i in infos} == {(16000, 1)}
+    assert sum(i.duration for i in infos) == pytest.approx(72.0, abs=0.01)
+    with open(out / synth.MANIFEST, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [f"_music_/{p.name}" for p in pieces]
+    assert {r["language"] for r in rows} == {"music"}
+    first = soundfile.read(str(pieces[0]), dtype="int16")[0]
+    assert np.abs(first).max() > 0.05 * 32767                        # not silence
+    synth.render_corpus(str(out), positives=0, per_negative=0, speech_minutes=0,
+                        music_minutes=1.2, engines=[], jobs=1, progress=False, overwrite=True)
+    assert np.array_equal(soundfile.read(str(pieces[0]), dtype="int16")[0], first)
+
+    bad = parser.parse_args([str(tmp_path / "b"), "--music-minutes", "-1"])
+    assert synth.run(bad) == EX_USAGE
+    assert "--music-minutes must be >= 0" in capsys.readouterr().err
+
+
+def test_every_music_piece_has_the_length_asked_for():
+    """Notes still ringing at the end of a piece are cut there, whatever the tempo (a long
+    last note used to overrun the buffer and lose the piece)."""
+    from training.music import render_piece
+
+    for seed in range(60):
+        seconds = 1.0 + (seed % 7) * 0.73
+        x = render_piece(seconds, seed=seed)
+        assert x.shape == (round(seconds * 16000),) and np.isfinite(x).all(), seed

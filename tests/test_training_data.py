@@ -322,6 +322,30 @@ def test_changing_one_roles_augmentation_recomputes_only_that_role(tmp_path):
     assert len(added) == len(training_words)     # keyword, noise, held-out: reused
 
 
+def test_a_synthetic_folder_of_music_alone_gives_training_negatives_only(tmp_path, capsys):
+    """``prepare --synthetic`` takes a ``kwsd-train synth`` folder that holds only
+    ``_music_/`` (no word clips): its pieces become training negatives, never held out; a
+    real data folder without word clips is still refused."""
+    from training import synth
+
+    make_dataset(tmp_path / "data")
+    synth.render_corpus(str(tmp_path / "music"), positives=0, per_negative=0, speech_minutes=0,
+                        music_minutes=0.5, engines=[], jobs=1, progress=False)
+    base = ["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--variants", "1",
+            "--partials", "0", "--validation-percent", "20", "--testing-percent", "0"]
+    assert main(base + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(base + ["--synthetic", str(tmp_path / "music"),
+                        "--out", str(tmp_path / "with")]) == 0
+    items, meta = load_index(tmp_path / "with" / "index.json")
+    music = [it for it in items if "_music_" in it.path]
+    assert music and {(it.role, it.split) for it in music} == {("long", "training")}
+    _, plain = load_index(tmp_path / "plain" / "index.json")
+    assert meta["windows"]["training"]["long"] > plain["windows"]["training"].get("long", 0)
+    assert meta["windows"]["validation"] == plain["windows"]["validation"]
+    assert main(["-q", "prepare", str(tmp_path / "music"), "--out", str(tmp_path / "no")]) == 65
+    assert "no audio clips in word sub-folders" in capsys.readouterr().err
+
+
 def test_real_keyword_weight_copies_real_training_stops_only(tmp_path, capsys):
     """--real-keyword-weight N: each real training "stop" yields N times the windows, each
     copy augmented differently; synthetic and held-out clips are untouched, and the summary

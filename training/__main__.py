@@ -142,7 +142,8 @@ def prepare(args) -> Path:
             real_kw = it.role == "keyword" and it.split == "training"
             items += repeat_items([it], args.real_keyword_weight if real_kw else 1)
     for d in args.synthetic:
-        for it in scan_speech_commands(d, args.keyword, 0.0, 0.0, "", problems):
+        for it in scan_speech_commands(d, args.keyword, 0.0, 0.0, "", problems,
+                                       clips_required=False):
             it.split, it.source = "training", "synthetic:" + it.source
             items.append(it)
     if not any(it.role == "keyword" for it in items):

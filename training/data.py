@@ -165,14 +165,17 @@ def _duration_or_none(path, problems):
 
 def scan_speech_commands(root, keyword: str, validation_percentage=10.0,
                          testing_percentage=10.0, salt: str | None = None,
-                         problems: "LoadProblems | None" = None) -> list[Item]:
+                         problems: "LoadProblems | None" = None,
+                         clips_required: bool = True) -> list[Item]:
     """Index a folder in the Speech Commands layout.
 
     Word folders become ``keyword``/``word`` items; ``_background_noise_`` files become
     ``noise`` items split by time. With ``validation_list.txt`` / ``testing_list.txt`` present
     the lists decide the split, otherwise :func:`which_set` does (``salt`` None: the corpus's
     rule, falling back to a salted rule when that rule puts all speakers on one side, as it
-    does for a folder that is itself one side of the corpus's split).
+    does for a folder that is itself one side of the corpus's split). A folder without word
+    clips is refused unless ``clips_required`` is false and it holds long audio (a
+    ``kwsd-train synth`` folder of music or speech only).
     """
     root = Path(root)
     problems = problems if problems is not None else LoadProblems()
@@ -186,7 +189,9 @@ def scan_speech_commands(root, keyword: str, validation_percentage=10.0,
         for path in _audio_files(word_dir):
             rel = path.relative_to(root).as_posix()
             clips.append((rel, path, word_dir.name))
-    if not clips:
+    has_long = any(p.is_dir() and p.name.startswith("_") and p.name != BACKGROUND_NOISE_DIR
+                   and any(_audio_files(p)) for p in root.iterdir())
+    if not clips and (clips_required or not has_long):
         raise DatasetError(root, "no audio clips in word sub-folders "
                                  "(expected e.g. stop/SPEAKER_nohash_0.wav)")
     loose = sorted(p.name for p in root.iterdir()

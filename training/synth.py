@@ -6,6 +6,8 @@ Commands layout the trainer reads::
     OUT/<word>/<voiceid>_nohash_<n>.wav    one word, 16 kHz mono 16-bit, exactly 1 s, centred
     OUT/_speech_/<voiceid>_nohash_<n>.wav  long English and non-English speech (negatives,
                                            cut into windows by the trainer)
+    OUT/_music_/music-<seed>_nohash_<n>.wav  instrumental music (``--music-minutes``,
+                                           :mod:`training.music`; negatives too)
     OUT/synth_manifest.csv                 every file with its engine, voice, text and settings
 
 ``<voiceid>`` names the engine, the voice and its timbre variant (``espeak-en-us-alicia``,
@@ -74,6 +76,7 @@ import soundfile
 from kwsd.frontend import resample_signal
 
 from .data import speech_extent
+from .music import MUSIC_DIR, plan_music, render_piece
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE          # 1 s clips, the window of every kwsd profile
@@ -472,7 +475,7 @@ class Job:
     voice: Voice
     text: str
     path: str                      # relative to the output folder
-    kind: str                      # "clip" (one word, 1 s) or "long" (speech negatives)
+    kind: str                      # "clip" (one word, 1 s), "long" (speech) or "music"
     positive: bool = False
     rate: float = 1.0              # speaking rate factor, 1 = the engine's default
     pitch: float = 0.5             # 0..1 across the engine's pitch range
@@ -628,19 +631,10 @@ def render_job(job: Job, out_dir: str, overwrite=False):
     if not overwrite and os.path.exists(dest):
         return job, "exists", 0.0, ""
     try:
-        with tempfile.TemporaryDirectory(prefix="kwsd-synth-") as tmp:
-            samples, rate = synthesize(job, tmp)
-        if samples.size == 0 or not np.all(np.isfinite(samples)):
-            raise SynthError("the engine produced no usable samples")
-        audio = warp_to_16k(samples, rate, job.voice.warp)
-        if job.kind == "clip":
-            audio = fit_clip(audio, allow_crop=not job.positive)
+        if job.kind == "music":
+            audio = render_piece(job.params["seconds"], job.params["seed"])
         else:
-            bounds = speech_bounds(audio, threshold_db=-50.0)
-            if bounds is None:
-                raise SynthError("the rendering is silent")
-            pad = np.zeros(SAMPLE_RATE // 5, np.float32)
-            audio = np.concatenate([pad, audio[bounds[0]:bounds[1]], pad])
+            audio = _render_speech(job)
         audio *= 10 ** (job.peak_db / 20) / max(float(np.max(np.abs(audio))), 1e-9)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         tmp_dest = dest + ".part"
@@ -651,6 +645,35 @@ def render_job(job: Job, out_dir: str, overwrite=False):
         return job, "failed", 0.0, str(exc)
     except Exception as exc:                 # an engine library misbehaving: count, go on
         return job, "failed", 0.0, f"{type(exc).__name__}: {exc}"
+
+
+def _render_speech(job: Job) -> np.ndarray:
+    """A TTS job's audio at 16 kHz: a clip fitted to 1 s, or long speech trimmed to 0.2 s of
+    silence each side."""
+    with tempfile.TemporaryDirectory(prefix="kwsd-synth-") as tmp:
+        samples, rate = synthesize(job, tmp)
+    if samples.size == 0 or not np.all(np.isfinite(samples)):
+        raise SynthError("the engine produced no usable samples")
+    audio = warp_to_16k(samples, rate, job.voice.warp)
+    if job.kind == "clip":
+        return fit_clip(audio, allow_crop=not job.positive)
+    bounds = speech_bounds(audio, threshold_db=-50.0)
+    if bounds is None:
+        raise SynthError("the rendering is silent")
+    pad = np.zeros(SAMPLE_RATE // 5, np.float32)
+    return np.concatenate([pad, audio[bounds[0]:bounds[1]], pad])
+
+
+#: The "voice" of :mod:`training.music`'s pieces in jobs and in the manifest.
+MUSIC_VOICE = Voice("music", "instrumental", "music")
+
+
+def music_jobs(minutes: float, seed: int) -> list[Job]:
+    """The jobs that render ``minutes`` of instrumental music into ``_music_/``."""
+    return [Job(voice=MUSIC_VOICE, text=f"piece {p['seed']}", kind="music",
+                path=os.path.join(MUSIC_DIR, p["name"]), peak_db=p["peak_db"],
+                params={"seconds": p["seconds"], "seed": p["seed"]})
+            for p in plan_music(minutes, seed)]
 
 
 def _render_job_star(args):
@@ -750,7 +773,8 @@ def plan_corpus(voices, keyword="stop", negatives=DEFAULT_NEGATIVES, positives=8
 
 def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, positives=800,
                   per_negative=180, speech_minutes=30.0, seed=0, jobs=2, progress=True,
-                  overwrite=False, hard_share=0.0, skip_voices=(), languages=None):
+                  overwrite=False, hard_share=0.0, skip_voices=(), languages=None,
+                  music_minutes=0.0):
     """Render a synthetic corpus into ``out_dir`` (Speech Commands layout, see the module).
 
     ``negatives`` defaults to :data:`DEFAULT_NEGATIVES` when the keyword is "stop" and to
@@ -761,6 +785,7 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
     :attr:`Voice.id`) leaves voices out: e.g.
     ``festival-msu-ru-nsh*``, a unit-selection voice spliced from the very recordings of
     ``../shared/data/festvox_ru`` (held-out audio must not be heard in training, even cut up).
+    ``music_minutes`` of instrumental music (:mod:`training.music`) go into ``_music_/``.
     Returns a summary: counts per folder, per engine, the voices used, failures.
     """
     chosen = negatives is not None          # the defaults hold "stopped" on purpose
@@ -786,11 +811,12 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
 
         voices = {e: [v for v in vs if not any(fnmatch.fnmatch(v.id, p) for p in skip_voices)]
                   for e, vs in voices.items()}
-    if not any(v.language == "en" for vs in voices.values() for v in vs):
+    speaks = positives > 0 or (per_negative > 0 and negatives) or speech_minutes > 0
+    if speaks and not any(v.language == "en" for vs in voices.values() for v in vs):
         raise SynthError("no usable TTS engine with an English voice: install espeak-ng, "
                          "flite, festival or piper-tts (see `kwsd-train synth --help`)")
     plan = plan_corpus(voices, keyword, negatives, positives, per_negative, speech_minutes,
-                       seed=seed, hard_share=hard_share)
+                       seed=seed, hard_share=hard_share) + music_jobs(music_minutes, seed)
     os.makedirs(out_dir, exist_ok=True)
     tasks = [(job, out_dir, overwrite) for job in plan]
     # Render in a seeded shuffled order: the plan goes from quick espeak words to slow neural
@@ -823,7 +849,8 @@ def _progress(total, enabled):
 
 def _summarise(out_dir, results, keyword):
     summary = {"out_dir": out_dir, "keyword": keyword, "folders": {}, "engines": {},
-               "voices": {}, "failed": 0, "exists": 0, "speech_seconds": 0.0, "failures": {}}
+               "voices": {}, "failed": 0, "exists": 0, "speech_seconds": 0.0,
+               "music_seconds": 0.0, "failures": {}}
     rows = []
     for job, status, seconds, message in results:
         if status == "failed":
@@ -836,10 +863,10 @@ def _summarise(out_dir, results, keyword):
         summary["folders"][folder] = summary["folders"].get(folder, 0) + 1
         summary["engines"][job.voice.engine] = summary["engines"].get(job.voice.engine, 0) + 1
         summary["voices"][job.voice.id] = summary["voices"].get(job.voice.id, 0) + 1
-        if job.kind == "long":
+        if job.kind in ("long", "music"):
             if status == "exists":
                 seconds = soundfile.info(os.path.join(out_dir, job.path)).duration
-            summary["speech_seconds"] += seconds
+            summary["speech_seconds" if job.kind == "long" else "music_seconds"] += seconds
         rows.append(dict(path=job.path, engine=job.voice.engine, voice=job.voice.name,
                          voice_id=job.voice.id, language=job.voice.language,
                          warp=job.voice.warp, text=job.text, rate=round(job.rate, 3),
@@ -870,6 +897,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="clips per hard-negative word (default 180)")
     parser.add_argument("--speech-minutes", type=float, default=30.0,
                         help="minutes of long English + other-language speech (default 30)")
+    parser.add_argument("--music-minutes", type=float, default=0.0,
+                        help="minutes of synthetic instrumental music in _music_/ (negatives: "
+                             "a model that never heard music can fire on it; default 0)")
     parser.add_argument("--hard-text-share", type=float, default=0.0, metavar="FRACTION",
                         help="share of the long speech's text made of words rich in 'st' + "
                              "vowel (store, сто, stojí, ...): the syllables a 'stop' model "
@@ -900,9 +930,10 @@ def run(args) -> int:
         print(f"kwsd-train synth: unknown engine(s) {', '.join(unknown)} in --engines "
               f"(expected some of {', '.join(ENGINES)})", file=sys.stderr)
         return EX_USAGE
-    if min(args.positives, args.per_negative) < 0 or args.speech_minutes < 0 or args.jobs < 1:
-        print("kwsd-train synth: --positives, --per-negative and --speech-minutes must be >= 0 "
-              "and --jobs >= 1", file=sys.stderr)
+    if min(args.positives, args.per_negative, args.speech_minutes, args.music_minutes) < 0 \
+            or args.jobs < 1:
+        print("kwsd-train synth: --positives, --per-negative, --speech-minutes and "
+              "--music-minutes must be >= 0 and --jobs >= 1", file=sys.stderr)
         return EX_USAGE
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -911,7 +942,8 @@ def run(args) -> int:
             summary = render_corpus(args.out, keyword=args.keyword, negatives=negatives,
                                     engines=engines, positives=args.positives,
                                     per_negative=args.per_negative,
-                                    speech_minutes=args.speech_minutes, seed=args.seed,
+                                    speech_minutes=args.speech_minutes,
+                                    music_minutes=args.music_minutes, seed=args.seed,
                                     jobs=args.jobs, progress=not args.no_progress,
                                     overwrite=args.overwrite, hard_share=args.hard_text_share,
                                     skip_voices=[g.strip() for g in args.skip_voices.split(",")
@@ -935,6 +967,8 @@ def format_summary(summary) -> str:
     for folder, n in sorted(summary["folders"].items()):
         lines.append(f"  {folder:<12} {n:6d} files")
     lines.append(f"  long speech: {summary['speech_seconds'] / 60:.1f} min")
+    if summary.get("music_seconds"):
+        lines.append(f"  music: {summary['music_seconds'] / 60:.1f} min")
     engines = sorted(summary["engines"].items())
     lines.append("  engines: " + ", ".join(f"{e} {n}" for e, n in engines))
     lines.append(f"  voices: {len(summary['voices'])}")
