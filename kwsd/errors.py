@@ -28,6 +28,11 @@ class PathError(KwsdError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # pickled as its two arguments: a worker process hands it back to its parent (the
+        # default would call __init__ with the message alone, fail, and hang the pool)
+        return type(self), (self.path, self.reason)
+
 
 class ModelError(PathError):
     """A model file that cannot be used: names the file and the reason.

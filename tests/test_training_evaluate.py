@@ -73,3 +73,21 @@ def test_train_without_a_prepared_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["-q", "train", str(tmp_path), "--out", str(tmp_path / "m")]) == 65
     err = capsys.readouterr().err
     assert "run `kwsd-train prepare` first" in err and "Traceback" not in err
+
+
+def test_an_unreadable_file_scored_in_parallel_is_named_not_a_hang(tmp_path):
+    """Scoring on two worker processes: a file that is not audio comes back as an error
+    naming it (it used to kill the pool's result thread, and evaluate waited forever)."""
+    import soundfile
+
+    from kwsd.model import BUNDLED_MODEL, load_model
+    from training.evaluate import score_all
+
+    bad, good = tmp_path / "bad.wav", tmp_path / "good.wav"
+    bad.write_bytes(b"not audio " * 300)
+    soundfile.write(good, np.zeros(24000, np.float32), 16000)
+    settings = load_model(BUNDLED_MODEL).defaults
+    first, second = score_all(BUNDLED_MODEL, [("file", str(bad)), ("file", str(good))],
+                              settings, workers=2, progress=False)
+    assert isinstance(first, Exception) and str(bad) in str(first)
+    assert isinstance(second, Scores) and len(second.times) > 0
