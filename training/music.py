@@ -85,7 +85,7 @@ def render_piece(seconds: float, seed: int, peak_db: float = -3.0) -> np.ndarray
     """One piece of ``seconds`` of 16 kHz mono music (float32, its peak at ``peak_db``)."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * RATE))
-    out = np.zeros(n + 3 * RATE)               # room for the last bar's notes to ring
+    out = np.zeros(n)                          # notes still ringing at the end are cut
     beat = 60.0 / rng.uniform(70, 160)
     root = int(rng.integers(45, 57))
     scale = _MAJOR if rng.random() < 0.6 else _MINOR
@@ -127,7 +127,7 @@ def render_piece(seconds: float, seed: int, peak_db: float = -3.0) -> np.ndarray
     m = int(0.4 * RATE)                                             # a small room
     room = rng.normal(0, 1, m) * np.exp(-np.arange(m) / (RATE * rng.uniform(0.03, 0.12)))
     room[0] = 8.0
-    out = np.convolve(out[:n], room)[:n]
+    out = np.convolve(out, room)[:n]
     peak = np.max(np.abs(out)) or 1.0
     return (out / peak * 10 ** (peak_db / 20)).astype(np.float32)
 
