@@ -136,11 +136,19 @@ def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_tab
                  "--long-validation-percent", "35", "--long-testing-percent", "35",
                  "--variants", "2", "--partials", "1", "--word-variants", "1",
                  "--long-per-second", "0.5", "--seed", "3", "--real-keyword-weight", "2"]) == 0
+    recipe = ["--arch", "tcsep", "--width", "8", "--epochs", "2", "--mine-rounds", "0"]
+    # four fold models trained two at a time, each in a process of its own
     assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "1", "2",
-                 "--arch", "tcsep", "--width", "8", "--epochs", "2", "--mine-rounds", "0",
-                 "--out", str(cv)]) == 0
+                 *recipe, "--parallel", "2", "--out", str(cv)]) == 0
     doc = json.loads((cv / "crossval.json").read_text())
     assert [(r["seed"], r["fold"]) for r in doc["per_run"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    # ... are the models one at a time in this process gives: every clip scores the same
+    one = tmp_path / "cv_one_at_a_time"
+    assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "2",
+                 "--only-folds", "1", *recipe, "--out", str(one)]) == 0
+    (alone,) = json.loads((one / "crossval.json").read_text())["per_run"]
+    assert alone["clip_max"] == doc["per_run"][3]["clip_max"]
+    assert alone["counts"] == doc["per_run"][3]["counts"]
     assert sum(r["keyword_clips"] for r in doc["per_run"]) == 2 * 16    # every stop, once
     # per seed, though --real-keyword-weight 2 trained each fold on two copies of each stop
 

@@ -513,6 +513,16 @@ def _headline(m: dict) -> dict:
     return out
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def cmd_crossval(args) -> int:
     """``kwsd-train crossval``: prints the report's path."""
     from .crossval import crossval
@@ -525,7 +535,8 @@ def cmd_crossval(args) -> int:
                       target_fa_per_hour=args.target_fa_per_hour, target_fpr=args.target_fpr,
                       min_recall=args.min_recall, workers=args.workers,
                       progress=not args.quiet, command=_command_line(),
-                      only_folds=args.only_folds, members=args.members)
+                      only_folds=args.only_folds, members=args.members,
+                      parallel=args.parallel)
     s = report["summary"]
     print(json.dumps({"threshold": report["calibration"]["threshold"],
                       "recall": s["recall"], "false_positive_rate": s["false_positive_rate"],
@@ -668,6 +679,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seeds; every fold is trained once per seed (default 1234)")
     p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="FOLD",
                    help="run only these folds (0-based): a quick comparison of settings")
+    p.add_argument("--parallel", type=_at_least_one, default=1, metavar="N",
+                   help="train up to N fold models at once, each in a process of its own: "
+                        "one training keeps two cores only half busy, so 2-3 on a 2-core "
+                        "machine, about as many as cores elsewhere (each takes the memory of "
+                        "one `train`); same models, same report")
     p.add_argument("--members", nargs="+", default=None, metavar="CV_DIR",
                    help="cross-validate an ensemble instead of training: each fold's model "
                         "is the mean of these earlier cross-validations' models of that fold "

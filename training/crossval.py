@@ -32,11 +32,15 @@ True
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
+import functools
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +48,26 @@ import numpy as np
 from .data import hash_percentage
 
 FOLD_SALT = "kwsd-cv"
+
+
+class _Deferred:
+    """A call made when its result is first asked for: one run at a time, in this process."""
+
+    def __init__(self, fn, *args, **kwargs):
+        self._call = functools.partial(fn, *args, **kwargs)
+
+    def result(self):
+        return self._call()
+
+
+class _InProcess:
+    """The executor of ``parallel=1``: each run trains here when its turn comes."""
+
+    def submit(self, fn, *args, **kwargs):
+        return _Deferred(fn, *args, **kwargs)
+
+    def shutdown(self, cancel_futures=False):
+        pass
 
 
 def fold_of(speaker: str, folds: int) -> int:
@@ -116,12 +140,15 @@ def member_fold_dirs(member_reports, folds: int) -> dict[int, list[Path]]:
 
 def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settings=None,
              target_fa_per_hour=0.3, target_fpr=0.005, min_recall=0.8, workers=None,
-             progress=True, command="", only_folds=None, members=None) -> dict:
+             progress=True, command="", only_folds=None, members=None, parallel=1) -> dict:
     """Run the cross-validation described in the module docstring; returns the report.
     ``only_folds``: run just these folds (a quick comparison of settings on one fold).
     ``members``: earlier cross-validation folders; instead of training, each fold's model
     is the mean (:func:`training.ensemble.ensemble`) of their models for that fold, so an
-    ensemble recipe gets cross-validated figures and a threshold (runs ``ensemble-foldF``)."""
+    ensemble recipe gets cross-validated figures and a threshold (runs ``ensemble-foldF``).
+    ``parallel``: train up to this many (seed, fold) models at once, each in a process of
+    its own (one training keeps two cores only half busy); the runs are scored and reported
+    in the same order, and (training being deterministic) with the same models."""
     from kwsd.detector import DetectorSettings
 
     from .data import DatasetError
@@ -163,23 +190,40 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                "thresholds": thresholds.tolist(),
                "targets": {"fa_per_hour": target_fa_per_hour, "clip_fpr": target_fpr,
                            "min_recall": min_recall}}
-    planned = len(seeds) * (folds if only_folds is None else len(set(only_folds)))
+    plan = [(seed, f) for seed in seeds for f in range(folds)
+            if only_folds is None or f in only_folds]
+
+    def start(pool, seed, f):
+        held = {i for i, fo in fold_map.items() if fo == f}
+        run_dir = out_dir / (f"seed{seed}-fold{f}" if fold_members is None else
+                             f"ensemble-fold{f}")
+        if fold_members is None:
+            job = pool.submit(train, workdir, run_dir, seed=seed, exclude=held,
+                              progress=progress and parallel <= 1, workers=workers,
+                              command=command, **(train_kwargs or {}))
+        else:
+            job = pool.submit(ensemble, fold_members[f], run_dir, command=command)
+        return seed, f, held, run_dir, time.time(), job
+
     report = None
-    for seed in seeds:
-        for f in range(folds):
-            if only_folds is not None and f not in only_folds:
-                continue
-            held = {i for i, fo in fold_map.items() if fo == f}
-            run_dir = out_dir / (f"seed{seed}-fold{f}" if fold_members is None else
-                                 f"ensemble-fold{f}")
-            t0 = time.time()
+    pool = (ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"))
+            if parallel > 1 and fold_members is None else _InProcess())
+    queue, started = collections.deque(plan), collections.deque()
+
+    def top_up():
+        while queue and len(started) < max(1, parallel):
+            started.append(start(pool, *queue.popleft()))
+
+    try:
+        top_up()
+        while started:
+            seed, f, held, run_dir, t0, job = started.popleft()
+            result = job.result()
+            top_up()                  # the pool trains the next while this one is scored
             if fold_members is None:
-                summary = train(workdir, run_dir, seed=seed, exclude=held, progress=progress,
-                                workers=workers, command=command, **(train_kwargs or {}))
-                train_seconds, score_seed = summary["train_seconds"], summary.get("seed", seed)
+                train_seconds, score_seed = result["train_seconds"], result.get("seed", seed)
             else:
-                config = ensemble(fold_members[f], run_dir, command=command)
-                train_seconds, score_seed = 0.0, config.get("seed", 0)
+                train_seconds, score_seed = 0.0, result.get("seed", 0)
             tr = arrays["training"]
             keep = ~np.isin(tr.group, np.fromiter(held, dtype=np.int64))
             fold_arrays = dict(arrays, training=Arrays(tr.x[keep], tr.y[keep], tr.kind[keep],
@@ -213,10 +257,12 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
             print(f"crossval: seed {seed} fold {f}: AUC {runs[-1]['roc_auc']}, "
                   f"{runs[-1]['seconds']:.0f} s", file=sys.stderr)
             # written after every run, so an interrupted cross-validation still reports
-            report = build_report(context, runs, len(runs) == planned)
+            report = build_report(context, runs, len(runs) == len(plan))
             with open(out_dir / "crossval.json", "w", encoding="utf-8") as fh:
                 json.dump(report, fh, indent=1)
             (out_dir / "crossval.md").write_text(markdown(report), encoding="utf-8")
+    finally:
+        pool.shutdown(cancel_futures=True)
     return report
 
 
