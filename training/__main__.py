@@ -680,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="FOLD",
                    help="run only these folds (0-based): a quick comparison of settings")
     p.add_argument("--parallel", type=_at_least_one, default=1, metavar="N",
-                   help="train up to N fold models at once, each in a process of its own: "
+                   help="train up to N fold models at once (each in a process of its own): "
                         "one training keeps two cores only half busy, so 2-3 on a 2-core "
                         "machine, about as many as cores elsewhere (each takes the memory of "
                         "one `train`); same models, same report")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
-import functools
 import json
 import multiprocessing
 import sys
@@ -50,24 +49,13 @@ from .data import hash_percentage
 FOLD_SALT = "kwsd-cv"
 
 
-class _Deferred:
-    """A call made when its result is first asked for: one run at a time, in this process."""
-
-    def __init__(self, fn, *args, **kwargs):
-        self._call = functools.partial(fn, *args, **kwargs)
-
-    def result(self):
-        return self._call()
-
-
-class _InProcess:
-    """The executor of ``parallel=1``: each run trains here when its turn comes."""
-
-    def submit(self, fn, *args, **kwargs):
-        return _Deferred(fn, *args, **kwargs)
-
-    def shutdown(self, cancel_futures=False):
-        pass
+def _in_own_process(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a new process (its memory goes back when it ends): a future."""
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return executor.submit(fn, *args, **kwargs)
+    finally:
+        executor.shutdown(wait=False)     # the call runs on; the process ends after it
 
 
 def fold_of(speaker: str, folds: int) -> int:
@@ -146,9 +134,10 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
     ``members``: earlier cross-validation folders; instead of training, each fold's model
     is the mean (:func:`training.ensemble.ensemble`) of their models for that fold, so an
     ensemble recipe gets cross-validated figures and a threshold (runs ``ensemble-foldF``).
-    ``parallel``: train up to this many (seed, fold) models at once, each in a process of
-    its own (one training keeps two cores only half busy); the runs are scored and reported
-    in the same order, and (training being deterministic) with the same models."""
+    ``parallel``: train up to this many (seed, fold) models at once (one training keeps two
+    cores only half busy). Each trains in a process of its own, so its memory goes back when
+    it ends; the runs are scored and reported in the same order, and (training being
+    deterministic) with the same models, whatever ``parallel`` is."""
     from kwsd.detector import DetectorSettings
 
     from .data import DatasetError
@@ -193,33 +182,29 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
     plan = [(seed, f) for seed in seeds for f in range(folds)
             if only_folds is None or f in only_folds]
 
-    def start(pool, seed, f):
+    def start(seed, f):
         held = {i for i, fo in fold_map.items() if fo == f}
         run_dir = out_dir / (f"seed{seed}-fold{f}" if fold_members is None else
                              f"ensemble-fold{f}")
-        if fold_members is None:
-            job = pool.submit(train, workdir, run_dir, seed=seed, exclude=held,
-                              progress=progress and parallel <= 1, workers=workers,
-                              command=command, **(train_kwargs or {}))
-        else:
-            job = pool.submit(ensemble, fold_members[f], run_dir, command=command)
+        job = None if fold_members is not None else _in_own_process(
+            train, workdir, run_dir, seed=seed, exclude=held, progress=progress and parallel <= 1,
+            workers=workers, command=command, **(train_kwargs or {}))
         return seed, f, held, run_dir, time.time(), job
 
     report = None
-    pool = (ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"))
-            if parallel > 1 and fold_members is None else _InProcess())
     queue, started = collections.deque(plan), collections.deque()
 
     def top_up():
         while queue and len(started) < max(1, parallel):
-            started.append(start(pool, *queue.popleft()))
+            started.append(start(*queue.popleft()))
 
     try:
         top_up()
         while started:
             seed, f, held, run_dir, t0, job = started.popleft()
-            result = job.result()
-            top_up()                  # the pool trains the next while this one is scored
+            result = (job.result() if job is not None
+                      else ensemble(fold_members[f], run_dir, command=command))
+            top_up()                  # the next one trains while this one is scored
             if fold_members is None:
                 train_seconds, score_seed = result["train_seconds"], result.get("seed", seed)
             else:
@@ -262,7 +247,9 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
                 json.dump(report, fh, indent=1)
             (out_dir / "crossval.md").write_text(markdown(report), encoding="utf-8")
     finally:
-        pool.shutdown(cancel_futures=True)
+        for *_, job in started:       # an error or ^C: start nothing more
+            if job is not None:
+                job.cancel()
     return report
 
 
