@@ -142,7 +142,7 @@ def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_tab
                  *recipe, "--parallel", "2", "--out", str(cv)]) == 0
     doc = json.loads((cv / "crossval.json").read_text())
     assert [(r["seed"], r["fold"]) for r in doc["per_run"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
-    # ... are the models one at a time in this process gives: every clip scores the same
+    # ... are the models that one at a time gives: every clip scores the same
     one = tmp_path / "cv_one_at_a_time"
     assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "2",
                  "--only-folds", "1", *recipe, "--out", str(one)]) == 0

@@ -137,7 +137,9 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
     ``parallel``: train up to this many (seed, fold) models at once (one training keeps two
     cores only half busy). Each trains in a process of its own, so its memory goes back when
     it ends; the runs are scored and reported in the same order, and (training being
-    deterministic) with the same models, whatever ``parallel`` is."""
+    deterministic) with the same models, whatever ``parallel`` is. After an error nothing
+    more starts, but fold models already training finish before the command exits (^C
+    reaches them too, and ends them)."""
     from kwsd.detector import DetectorSettings
 
     from .data import DatasetError
@@ -198,58 +200,53 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
         while queue and len(started) < max(1, parallel):
             started.append(start(*queue.popleft()))
 
-    try:
-        top_up()
-        while started:
-            seed, f, held, run_dir, t0, job = started.popleft()
-            result = (job.result() if job is not None
-                      else ensemble(fold_members[f], run_dir, command=command))
-            top_up()                  # the next one trains while this one is scored
-            if fold_members is None:
-                train_seconds, score_seed = result["train_seconds"], result.get("seed", seed)
-            else:
-                train_seconds, score_seed = 0.0, result.get("seed", 0)
-            tr = arrays["training"]
-            keep = ~np.isin(tr.group, np.fromiter(held, dtype=np.int64))
-            fold_arrays = dict(arrays, training=Arrays(tr.x[keep], tr.y[keep], tr.kind[keep],
-                                                       tr.group[keep]))
-            exported = export(run_dir, workdir, settings=settings, progress=progress,
-                              arrays=fold_arrays)
-            eval_items, seen = [], set()
-            for i in sorted(held):
-                if (items[i].path, items[i].end) in seen:
-                    continue          # a copy made by prepare --real-keyword-weight: once
-                seen.add((items[i].path, items[i].end))
-                it = copy.copy(items[i])
-                it.split = "validation"
-                eval_items.append(it)
-            ss = score_split(exported["int8"]["path"], eval_items + held_long, "validation",
-                             settings, workers=workers, progress=progress,
-                             seed=score_seed)
-            counts = np.stack([_counts(ss, settings.with_overrides(threshold=float(t)), keyword)
-                               for t in thresholds])
-            runs.append({"seed": seed, "fold": f, "dir": run_dir.name, "roc_auc": clip_auc(ss),
-                         "keyword_clips": int(counts[0][0] + counts[0][1]),
-                         "other_clips": int(counts[0][2] + counts[0][3]),
-                         "speakers": len({items[i].speaker for i in held}),
-                         "hours": round(ss.long_hours, 3), "counts": counts.tolist(),
-                         "train_seconds": train_seconds,
-                         "seconds": round(time.time() - t0, 1),
-                         "clip_max": [[it.role, it.word, it.path,
-                                       None if sc is None or not len(sc.scores)
-                                       else round(float(sc.scores.max()), 5)]
-                                      for it, sc in zip(ss.clip_items, ss.clip_scores)]})
-            print(f"crossval: seed {seed} fold {f}: AUC {runs[-1]['roc_auc']}, "
-                  f"{runs[-1]['seconds']:.0f} s", file=sys.stderr)
-            # written after every run, so an interrupted cross-validation still reports
-            report = build_report(context, runs, len(runs) == len(plan))
-            with open(out_dir / "crossval.json", "w", encoding="utf-8") as fh:
-                json.dump(report, fh, indent=1)
-            (out_dir / "crossval.md").write_text(markdown(report), encoding="utf-8")
-    finally:
-        for *_, job in started:       # an error or ^C: start nothing more
-            if job is not None:
-                job.cancel()
+    top_up()
+    while started:
+        seed, f, held, run_dir, t0, job = started.popleft()
+        result = (job.result() if job is not None
+                  else ensemble(fold_members[f], run_dir, command=command))
+        top_up()                  # the next one trains while this one is scored
+        if fold_members is None:
+            train_seconds, score_seed = result["train_seconds"], result.get("seed", seed)
+        else:
+            train_seconds, score_seed = 0.0, result.get("seed", 0)
+        tr = arrays["training"]
+        keep = ~np.isin(tr.group, np.fromiter(held, dtype=np.int64))
+        fold_arrays = dict(arrays, training=Arrays(tr.x[keep], tr.y[keep], tr.kind[keep],
+                                                   tr.group[keep]))
+        exported = export(run_dir, workdir, settings=settings, progress=progress,
+                          arrays=fold_arrays)
+        eval_items, seen = [], set()
+        for i in sorted(held):
+            if (items[i].path, items[i].end) in seen:
+                continue          # a copy made by prepare --real-keyword-weight: once
+            seen.add((items[i].path, items[i].end))
+            it = copy.copy(items[i])
+            it.split = "validation"
+            eval_items.append(it)
+        ss = score_split(exported["int8"]["path"], eval_items + held_long, "validation",
+                         settings, workers=workers, progress=progress,
+                         seed=score_seed)
+        counts = np.stack([_counts(ss, settings.with_overrides(threshold=float(t)), keyword)
+                           for t in thresholds])
+        runs.append({"seed": seed, "fold": f, "dir": run_dir.name, "roc_auc": clip_auc(ss),
+                     "keyword_clips": int(counts[0][0] + counts[0][1]),
+                     "other_clips": int(counts[0][2] + counts[0][3]),
+                     "speakers": len({items[i].speaker for i in held}),
+                     "hours": round(ss.long_hours, 3), "counts": counts.tolist(),
+                     "train_seconds": train_seconds,
+                     "seconds": round(time.time() - t0, 1),
+                     "clip_max": [[it.role, it.word, it.path,
+                                   None if sc is None or not len(sc.scores)
+                                   else round(float(sc.scores.max()), 5)]
+                                  for it, sc in zip(ss.clip_items, ss.clip_scores)]})
+        print(f"crossval: seed {seed} fold {f}: AUC {runs[-1]['roc_auc']}, "
+              f"{runs[-1]['seconds']:.0f} s", file=sys.stderr)
+        # written after every run, so an interrupted cross-validation still reports
+        report = build_report(context, runs, len(runs) == len(plan))
+        with open(out_dir / "crossval.json", "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=1)
+        (out_dir / "crossval.md").write_text(markdown(report), encoding="utf-8")
     return report
 
 
