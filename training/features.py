@@ -264,10 +264,14 @@ def _stream_job(args):
 
 
 def stream_features(items: list[Item], profile: FeatureProfile, hop_s: float, workdir,
-                    workers: int | None = None, progress: bool = True) -> np.ndarray:
+                    workers: int | None = None, progress: bool = True) -> list[Path]:
     """Every ``hop_s`` window of each item's audio, as the daemon's streaming front end
-    (:class:`kwsd.frontend.FeatureStream`) produces them; cached like :func:`build_features`.
-    Used to mine the hard negatives a model fires on in long recordings."""
+    (:class:`kwsd.frontend.FeatureStream`) produces them, cached like :func:`build_features`:
+    one ``.npy`` file (float16, windows x frames x coefficients) per item that could be read,
+    in the items' order. Files, not one array: the training split's long audio streams to
+    about 180,000 windows (1 GB for a 1.5 s profile), which a caller can read one file at a
+    time (:func:`training.train.mine_hard_negatives`). Used to mine the hard negatives a
+    model fires on in long recordings."""
     from .progress import bar
 
     cache = Path(workdir) / "cache"
@@ -289,7 +293,4 @@ def stream_features(items: list[Item], profile: FeatureProfile, hop_s: float, wo
                 with multiprocessing.get_context("spawn").Pool(workers) as pool:
                     for _ in pool.imap_unordered(_stream_job, todo, chunksize=4):
                         b.update(1)
-    parts = [np.load(j[3]) for j in jobs if os.path.exists(j[3])]
-    if not parts:
-        return np.zeros((0, profile.frames_per_window, profile.ncoef), np.float16)
-    return np.concatenate(parts)
+    return [Path(j[3]) for j in jobs if os.path.exists(j[3])]

@@ -152,15 +152,31 @@ def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.0
     from .features import stream_features
 
     sources = [it for it in items if it.split == "training" and it.role in ("long", "noise")]
-    x = stream_features(sources, profile, hop_s, workdir, workers, progress)
-    if not len(x):
-        return x
-    scores = model.predict(to_model_input(x, profile), batch_size=512, verbose=0).reshape(-1)
+    files = stream_features(sources, profile, hop_s, workdir, workers, progress)
+    # Scored one file at a time and gathered at the end: never all windows in memory at
+    # once (three trainings side by side, each holding its 1-2 GB of streamed windows and
+    # their float32 copy, were killed for memory).
+    parts = [np.load(f, mmap_mode="r") for f in files]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return np.zeros((0, profile.frames_per_window, profile.ncoef), np.float16)
+    scores, chunk = [], []
+    for i, p in enumerate(parts):          # in chunks of about 16,000 windows
+        chunk.append(p)
+        if sum(map(len, chunk)) >= 16384 or i == len(parts) - 1:
+            x = to_model_input(np.concatenate(chunk), profile)
+            scores.append(model.predict(x, batch_size=512, verbose=0).reshape(-1))
+            chunk = []
+    scores = np.concatenate(scores)
     order = np.argsort(-scores)
     keep = order[scores[order] >= min_score][:limit]
-    print(f"mined {len(keep)} hard negatives from {len(x)} streamed windows "
+    starts = np.cumsum([0] + [len(p) for p in parts])
+    which = np.searchsorted(starts, keep, side="right") - 1
+    print(f"mined {len(keep)} hard negatives from {len(scores)} streamed windows "
           f"({len(sources)} files; scores >= {min_score})", file=sys.stderr)
-    return x[keep]
+    shape = (len(keep),) + parts[0].shape[1:]
+    return np.array([parts[w][k - starts[w]] for w, k in zip(which, keep)],
+                    dtype=np.float16).reshape(shape)
 
 
 def train(workdir, out_dir, arch="tcsep", epochs=30, batch_size=128, learning_rate=2e-3,
