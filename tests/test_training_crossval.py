@@ -149,6 +149,21 @@ def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_tab
     (alone,) = json.loads((one / "crossval.json").read_text())["per_run"]
     assert alone["clip_max"] == doc["per_run"][3]["clip_max"]
     assert alone["counts"] == doc["per_run"][3]["counts"]
+    # the same command again, as after an interruption: the finished fold model is scored,
+    # not trained again; other settings train it again
+    again_cmd = ["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "2",
+                 "--only-folds", "1", *recipe, "--out", str(one)]
+    kept = one / "seed2-fold1" / "model.keras"
+    stamp = kept.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(again_cmd) == 0
+    assert "seed2-fold1: trained before with these settings" in capsys.readouterr().err
+    assert kept.stat().st_mtime_ns == stamp
+    (again,) = json.loads((one / "crossval.json").read_text())["per_run"]
+    assert again["clip_max"] == alone["clip_max"] and again["counts"] == alone["counts"]
+    assert main([*again_cmd, "--epochs", "3"]) == 0
+    assert kept.stat().st_mtime_ns != stamp
+    assert json.loads((kept.parent / "train_config.json").read_text())["epochs"] == 3
     assert sum(r["keyword_clips"] for r in doc["per_run"]) == 2 * 16    # every stop, once
     # per seed, though --real-keyword-weight 2 trained each fold on two copies of each stop
 

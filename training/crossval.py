@@ -39,7 +39,7 @@ import json
 import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,30 @@ def _in_own_process(fn, *args, **kwargs):
         return executor.submit(fn, *args, **kwargs)
     finally:
         executor.shutdown(wait=False)     # the call runs on; the process ends after it
+
+
+def trained_before(run_dir: Path, workdir: Path, seed: int, held: set, train_kwargs: dict):
+    """The summary of a fold model that an earlier, interrupted run of this cross-validation
+    finished in ``run_dir`` (``train_config.json`` is written after ``model.keras``), if it
+    was trained from the same work folder, seed, held-out clips and settings; else None
+    (it is trained again). So a cross-validation that stopped, say killed for memory, goes on
+    where it stopped when run again with the same command."""
+    try:
+        done = json.loads((run_dir / "train_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    kw = dict(train_kwargs)
+    if kw.pop("positive_weight", None) is not None or not (run_dir / "model.keras").is_file():
+        return None               # a class weight given by hand is not in the summary
+    mine = {"rounds": kw.pop("mine_rounds", 2), "min_score": kw.pop("mine_min_score", 0.05),
+            "limit": kw.pop("mine_limit", 4000)}
+    mine_epochs = kw.pop("mine_epochs", None)
+    if mine_epochs is not None:
+        mine["epochs"] = mine_epochs
+    want = dict(kw, workdir=str(Path(workdir).resolve()), seed=seed, excluded_items=len(held))
+    same = all(done.get(k) == v for k, v in want.items())
+    same = same and all(done.get("mine", {}).get(k) == v for k, v in mine.items())
+    return done if same else None
 
 
 def fold_of(speaker: str, folds: int) -> int:
@@ -188,9 +212,18 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
         held = {i for i, fo in fold_map.items() if fo == f}
         run_dir = out_dir / (f"seed{seed}-fold{f}" if fold_members is None else
                              f"ensemble-fold{f}")
-        job = None if fold_members is not None else _in_own_process(
-            train, workdir, run_dir, seed=seed, exclude=held, progress=progress and parallel <= 1,
-            workers=workers, command=command, **(train_kwargs or {}))
+        done = None if fold_members is not None else trained_before(
+            run_dir, workdir, seed, held, train_kwargs or {})
+        if done is not None:
+            print(f"{run_dir}: trained before with these settings; scored, not trained again",
+                  file=sys.stderr)
+            job = Future()
+            job.set_result(done)
+        else:
+            job = None if fold_members is not None else _in_own_process(
+                train, workdir, run_dir, seed=seed, exclude=held,
+                progress=progress and parallel <= 1, workers=workers, command=command,
+                **(train_kwargs or {}))
         return seed, f, held, run_dir, time.time(), job
 
     report = None
