@@ -153,9 +153,9 @@ def mine_hard_negatives(model, items, profile, workdir, hop_s=0.1, min_score=0.0
 
     sources = [it for it in items if it.split == "training" and it.role in ("long", "noise")]
     files = stream_features(sources, profile, hop_s, workdir, workers, progress)
-    # Scored one file at a time and gathered at the end: never all windows in memory at
-    # once (three trainings side by side, each holding its 1-2 GB of streamed windows and
-    # their float32 copy, were killed for memory).
+    # Scored in chunks read from the cache, the kept windows gathered at the end: never all
+    # windows in memory at once (a 1.5 s training that held them, and their float32 copy,
+    # peaked at 11.8 GiB; two trainings side by side were killed for memory).
     parts = [np.load(f, mmap_mode="r") for f in files]
     parts = [p for p in parts if len(p)]
     if not parts:
