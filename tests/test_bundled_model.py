@@ -1,12 +1,18 @@
-"""The bundled model on speakers it never heard: a regression guard for retraining.
+"""The bundled model: a regression guard for retraining.
 
-It also carries a threshold table (metadata key ``det_table``, see MODEL_CARD.md), and the demo
-recording must fire on its three "stop"s and nowhere else.
+Since 2026-12-06 the bundled model learns from every real "stop" in ../shared/data (issue 10),
+so no real keyword clip is held out of it: how it does on speakers it never heard is the
+speaker-fold cross-validation in kwsd/models/MODEL_CARD.md, which is too slow for a test. What
+a test can hold it to:
 
-The held-out *testing* speakers of ../shared/data (speaker hash, salt 'kwsd', 20% / 20%, the
-split in kwsd/models/MODEL_CARD.md) are streamed through kwsd's own path (`kwsd detect`'s)
-with the model's own defaults. A retrained bundled model must do at least as well as the
-shipped one, within one clip of slack; the shipped model's figures are below.
+- real running speech it never heard: the *testing* files of the long-audio split (SHA-1 rule,
+  salt 'kwsd-long', 20% validation / 25% testing, as in the card's `prepare` commands), in
+  English, Russian and Spanish, streamed through `kwsd detect`'s path with the model's own
+  defaults: no false accept, as measured for the shipped model;
+- the clips of the corpus's testing speakers (salt 'kwsd', 20% / 20%), which it trained on:
+  a retrained or re-exported model that no longer finds them, or fires on their other words,
+  is broken, whatever its cross-validation said;
+- its threshold table, and the demo recording (its three "stop"s and nowhere else).
 """
 
 import numpy as np
@@ -16,15 +22,17 @@ from conftest import DATA, need_shared
 from kwsd.model import BUNDLED_MODEL, load_model
 from kwsd.detect import detect_file
 
-# measured for the shipped model (see MODEL_CARD.md), testing split, model defaults: 38/41
-# stops, 2/416 other words (the same three members without music, bundled before it: 37/41
-# and 1/416 at its 0.54, and 5 false accepts against 0 in 0.5 h of synthetic music)
-MIN_RECALL = 0.92
-MAX_FPR = 0.0048
-MAX_FALSE_ACCEPTS_LONG = 0          # over the held-out LibriSpeech files
+# measured for the shipped model (see MODEL_CARD.md), model defaults: the testing speakers'
+# clips (trained on) 41/41 stops and 3/416 other words (an "off" and two "up"s; the
+# fixed-split model bundled before it, which never heard them: 38/41 and 2/416); no false
+# accept in the held-out testing speech (1.14 h: English 0.68 h, Russian 0.45 h, Spanish 0.02 h)
+MIN_RECALL = 1.0
+MAX_FPR = 0.0072
+MAX_FALSE_ACCEPTS_SPEECH = 0
+LONG_SOURCES = ("librispeech", "picovoice_sti", "festvox_ru", "precise_community")
 
 
-def held_out(folder, salt="kwsd"):
+def clips_of_testing_speakers(folder, salt="kwsd"):
     from training.data import which_set
 
     return sorted(p for p in folder.glob("*.wav")
@@ -57,26 +65,27 @@ def test_bundled_model_is_int8_with_metadata_and_small():
     assert os.path.getsize(BUNDLED_MODEL) <= 256 * 1024     # issue 10's budget for all model files
 
 
-def test_held_out_stops_are_found_and_other_words_are_not(model):
+def test_the_testing_speakers_stops_are_found_and_their_other_words_are_not(model):
     sc = DATA / "speech_commands"
-    stops = held_out(sc / "stop")
+    stops = clips_of_testing_speakers(sc / "stop")
     others = [p for d in sorted(sc.iterdir()) if d.is_dir() and d.name not in ("stop", "_background_noise_")
-              for p in held_out(d)]
+              for p in clips_of_testing_speakers(d)]
     assert len(stops) >= 30 and len(others) >= 300
-    recall = sum(fires(model, p) for p in stops) / len(stops)
-    fpr = sum(fires(model, p) for p in others) / len(others)
-    assert recall >= MIN_RECALL - 1 / len(stops), f"recall {recall:.3f}"
-    assert fpr <= MAX_FPR + 1 / len(others), f"false-positive rate {fpr:.4f}"
+    missed = [p.name for p in stops if not fires(model, p)]
+    fired = [f"{p.parent.name}/{p.name}" for p in others if fires(model, p)]
+    assert 1 - len(missed) / len(stops) >= MIN_RECALL - 1 / len(stops), missed
+    assert len(fired) / len(others) <= MAX_FPR + 1 / len(others), fired
 
 
-def test_no_false_accepts_on_held_out_read_speech(model):
-    from training.data import which_set
+def test_no_false_accepts_on_held_out_running_speech(model):
+    from training.data import scan_long_recordings
+    from training.evaluate import language_of
 
-    files = [p for p in sorted((DATA / "librispeech").glob("*.flac"))
-             if which_set(p.stem.split("-")[0], 20.0, 20.0, "kwsd-long") == "testing"]
-    assert files
-    accepts = sum(len(detection_times(model, path)) for path in files)
-    assert accepts <= MAX_FALSE_ACCEPTS_LONG
+    files = [it for source in LONG_SOURCES for it in scan_long_recordings(DATA / source, 20.0, 25.0)
+             if it.split == "testing" and language_of(it) != "noise"]
+    assert {language_of(it) for it in files} >= {"en", "ru"}
+    accepts = {it.path: times for it in files if (times := detection_times(model, it.path))}
+    assert sum(map(len, accepts.values())) <= MAX_FALSE_ACCEPTS_SPEECH, accepts
 
 
 DEMO_STOPS_S = [(3.0, 4.0), (14.0, 15.0), (20.5, 21.5)]     # kwsd/data/demo.txt
