@@ -212,15 +212,15 @@ def crossval(workdir, out_dir, folds=4, seeds=(1234,), train_kwargs=None, settin
         held = {i for i, fo in fold_map.items() if fo == f}
         run_dir = out_dir / (f"seed{seed}-fold{f}" if fold_members is None else
                              f"ensemble-fold{f}")
-        done = None if fold_members is not None else trained_before(
-            run_dir, workdir, seed, held, train_kwargs or {})
-        if done is not None:
+        if fold_members is not None:
+            job = None                      # an ensemble of earlier fold models: nothing to train
+        elif (done := trained_before(run_dir, workdir, seed, held, train_kwargs or {})) is not None:
             print(f"{run_dir}: trained before with these settings; scored, not trained again",
                   file=sys.stderr)
             job = Future()
             job.set_result(done)
         else:
-            job = None if fold_members is not None else _in_own_process(
+            job = _in_own_process(
                 train, workdir, run_dir, seed=seed, exclude=held,
                 progress=progress and parallel <= 1, workers=workers, command=command,
                 **(train_kwargs or {}))
