@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import inspect
 import json
 import multiprocessing
 import sys
@@ -71,8 +72,10 @@ def trained_before(run_dir: Path, workdir: Path, seed: int, held: set, train_kwa
     kw = dict(train_kwargs)
     if kw.pop("positive_weight", None) is not None or not (run_dir / "model.keras").is_file():
         return None               # a class weight given by hand is not in the summary
-    mine = {"rounds": kw.pop("mine_rounds", 2), "min_score": kw.pop("mine_min_score", 0.05),
-            "limit": kw.pop("mine_limit", 4000)}
+    from .train import train      # its own defaults are the ones a fold model was trained with
+
+    default = {k: p.default for k, p in inspect.signature(train).parameters.items()}
+    mine = {k: kw.pop("mine_" + k, default["mine_" + k]) for k in ("rounds", "min_score", "limit")}
     mine_epochs = kw.pop("mine_epochs", None)
     if mine_epochs is not None:
         mine["epochs"] = mine_epochs
