@@ -248,7 +248,7 @@ def band_energy(x, rate, lo, hi):
 
 
 def test_a_random_microphone_band_limits_every_kind_of_window_and_overdrive_clips_it():
-    """--mic-prob / --overdrive-prob / --dropout-prob: keyword windows and the negatives cut from long audio
+    """--mic-prob / --overdrive-prob: keyword windows and the negatives cut from long audio
     alike (so neither class can be told by the colouring); at probability 0 the windows are
     exactly those of a recipe without the steps."""
     from training.augment import long_windows
@@ -266,7 +266,7 @@ def test_a_random_microphone_band_limits_every_kind_of_window_and_overdrive_clip
         return [w.samples for w in kws], [w.samples for w in longs]
 
     plain_kw, plain_long = wins()
-    off_kw, off_long = wins(mic_prob=0.0, overdrive_prob=0.0, dropout_prob=0.0)
+    off_kw, off_long = wins(mic_prob=0.0, overdrive_prob=0.0)
     assert all(np.array_equal(a, b) for a, b in zip(plain_kw + plain_long, off_kw + off_long))
     mic_kw, mic_long = wins(mic_prob=1.0)
     for plain, heard in zip(plain_kw + plain_long, mic_kw + mic_long):
@@ -282,22 +282,9 @@ def test_a_random_microphone_band_limits_every_kind_of_window_and_overdrive_clip
     assert all(flat_topped(x) > 0.01 for x in hot_kw + hot_long)
     assert np.isclose(np.abs(hot_kw[0]).max(), np.abs(plain_kw[0]).max() / 4, rtol=1e-3)
 
-    def zero_runs(x):        # lengths of the runs of exact zeros, in samples
-        edges = np.diff(np.r_[0, (x == 0).astype(int), 0])
-        return np.nonzero(edges == -1)[0] - np.nonzero(edges == 1)[0]
-
-    gap_kw, gap_long = wins(dropout_prob=1.0)
-    assert all(len(zero_runs(x)) == 0 for x in plain_kw + plain_long)
-    for gapped in gap_kw + gap_long:
-        runs = zero_runs(gapped)
-        assert 1 <= len(runs) <= 3 and all(0.019 * rate <= r <= 3 * 0.15 * rate for r in runs)
-    for plain, gapped in ((plain_kw[0], gap_kw[0]), (plain_long[0], gap_long[0])):
-        assert np.array_equal(gapped[gapped != 0], plain[gapped != 0])   # nothing else moved
-
 
 def test_optional_augmentation_changes_the_cache_key_only_when_it_is_on():
-    """Caches made before --mic-prob/--overdrive-prob/--dropout-prob existed stay valid while
-    they are off."""
+    """Caches made before --mic-prob/--overdrive-prob existed stay valid while they are off."""
     from training.data import Item
     from training.features import cache_key
 
@@ -305,16 +292,14 @@ def test_optional_augmentation_changes_the_cache_key_only_when_it_is_on():
                 word="stop", source="speech_commands", sha1="0" * 40)
     profile = get_profile("logmel40")
     key = lambda **kw: cache_key(profile, item, AugmentConfig(**kw), 1, "bank")  # noqa: E731
-    assert key() == key(mic_prob=0.0, overdrive_prob=0.0, overdrive=(2.0, 3.0),
-                        dropout_prob=0.0, dropout_ms=(5.0, 10.0))
+    assert key() == key(mic_prob=0.0, overdrive_prob=0.0, overdrive=(2.0, 3.0))
     assert len({key(), key(mic_prob=0.5), key(overdrive_prob=0.1),
-                key(overdrive_prob=0.1, overdrive=(2.0, 3.0)), key(dropout_prob=0.1),
-                key(dropout_prob=0.1, dropout_ms=(5.0, 10.0))}) == 6
+                key(overdrive_prob=0.1, overdrive=(2.0, 3.0))}) == 4
 
 
 def test_a_probability_outside_0_to_1_is_refused_before_anything_is_written(tmp_path, capsys):
     make_dataset(tmp_path / "data")
-    for option in ("--mic-prob", "--overdrive-prob", "--dropout-prob", "--noise-prob"):
+    for option in ("--mic-prob", "--overdrive-prob", "--noise-prob"):
         assert main(["-q", "prepare", str(tmp_path / "data"), option, "1.5",
                      "--out", str(tmp_path / "bad")]) == 65
         assert f"{option}: must be a probability from 0 to 1, not 1.5" in capsys.readouterr().err

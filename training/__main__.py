@@ -106,10 +106,6 @@ def add_prepare_arguments(p, data_required=True):
     g.add_argument("--overdrive-prob", type=float, default=0.0,
                    help="chance that a window is clipped like an input driven 1.5-6x past "
                         "full scale (default 0: off)")
-    g.add_argument("--dropout-prob", type=float, default=0.0,
-                   help="chance that a window (keyword or not) holds one to three runs of "
-                        "digital silence, 20-150 ms each, as a failing USB microphone "
-                        "delivers them (default 0: off)")
     g.add_argument("--onsets", type=int, default=2,
                    help="utterance-onset negatives per long speech recording: the window "
                         "ends 0.15-1.0 s into the speech, after silence, a click or a breath")
@@ -132,8 +128,7 @@ def prepare(args) -> Path:
     if args.real_keyword_weight < 1:
         raise DatasetError("--real-keyword-weight", f"must be at least 1, not "
                                                     f"{args.real_keyword_weight}")
-    for option in ("noise_prob", "speed_prob", "ir_prob", "mic_prob", "overdrive_prob",
-                   "dropout_prob"):
+    for option in ("noise_prob", "speed_prob", "ir_prob", "mic_prob", "overdrive_prob"):
         if not 0.0 <= getattr(args, option) <= 1.0:
             raise DatasetError("--" + option.replace("_", "-"),
                                f"must be a probability from 0 to 1, not {getattr(args, option)}")
@@ -182,8 +177,7 @@ def prepare(args) -> Path:
                         noise_windows_per_s=args.noise_per_second, noise_prob=args.noise_prob,
                         snr_db=tuple(args.snr_db), speed_prob=args.speed_prob,
                         ir_prob=args.ir_prob, mic_prob=args.mic_prob,
-                        overdrive_prob=args.overdrive_prob, dropout_prob=args.dropout_prob,
-                        onsets=args.onsets)
+                        overdrive_prob=args.overdrive_prob, onsets=args.onsets)
     arrays = build_features(items, profile, aug, args.seed, out, ir_files,
                             workers=args.workers, progress=not args.quiet, problems=problems)
     meta = {"keyword": args.keyword, "profile": profile.to_dict(), "augment": aug.to_dict(),

@@ -4,9 +4,8 @@ All augmentation works on waveforms at the profile's rate, before features: time
 gain, background noise at a random SNR, speed perturbation (tempo and pitch together),
 reverberation with impulse responses (files given with ``--ir``, or synthetic ones:
 exponentially decaying noise with a random RT60), and, when asked for, a random
-**microphone** (band limits and one boosted or cut band), an **overdriven input** (the
-window clipped as a too-hot input stage clips it) and **dropouts** (short runs of digital
-silence, as a failing USB microphone or cable delivers them). Because features are computed after
+**microphone** (band limits and one boosted or cut band) and an **overdriven input** (the
+window clipped as a too-hot input stage clips it). Because features are computed after
 augmentation, :mod:`training.features` precomputes ``variants`` augmented windows per clip
 once and caches them; every epoch then sees all of them in a new order.
 
@@ -61,8 +60,6 @@ class AugmentConfig:
     mic_prob: float = 0.0             # chance that a window is heard through a random microphone
     overdrive_prob: float = 0.0       # chance that a window is clipped by an overdriven input
     overdrive: tuple = (1.5, 6.0)     # how far past full scale its peak is driven
-    dropout_prob: float = 0.0         # chance that a window holds runs of digital silence
-    dropout_ms: tuple = (20.0, 150.0) # how long each run is (one to three per window)
     long_windows_per_s: float = 2.0   # negatives cut from long recordings, per second of audio
     noise_windows_per_s: float = 2.0  # negatives cut from noise recordings
     eval_hop_s: float = 1.0           # windows of long/noise audio in validation/testing
@@ -202,26 +199,9 @@ def overdrive(signal: np.ndarray, drive: float) -> np.ndarray:
     return (np.clip(signal * k, -1.0, 1.0) / k).astype(np.float32)
 
 
-def dropouts(signal: np.ndarray, rng: np.random.Generator, rate: int,
-             ms: tuple = (20.0, 150.0)) -> np.ndarray:
-    """A copy of ``signal`` with one to three runs of exact zeros, each ``ms`` long (uniform),
-    at random places: the digital silence a failing USB microphone or cable delivers.
-
-    >>> y = dropouts(np.ones(16000, np.float32), np.random.default_rng(0), 16000)
-    >>> 320 <= int(np.sum(y == 0)) <= 3 * 2400, set(np.unique(y).tolist())
-    (True, {0.0, 1.0})
-    """
-    out = signal.copy()
-    for _ in range(int(rng.integers(1, 4))):
-        n = int(rng.uniform(*ms) / 1000 * rate)
-        at = int(rng.integers(0, max(1, len(out) - n + 1)))
-        out[at:at + n] = 0.0
-    return out
-
-
 def _finish(window, rng, cfg, noise_bank, reference, rate, noisy=True):
-    """Gain, noise, then (when configured) the microphone, overdrive and dropouts: shared by
-    every kind of window, so that neither class can be told by them; clipped to [-1, 1]."""
+    """Gain, noise, then (when configured) the microphone and overdrive: shared by every kind
+    of window, so that neither class can be told by them; clipped to [-1, 1]."""
     gain = 10 ** (rng.uniform(*cfg.gain_db) / 20)
     window = window * gain
     reference = (reference or rms(window)) * gain
@@ -233,10 +213,7 @@ def _finish(window, rng, cfg, noise_bank, reference, rate, noisy=True):
         window = microphone(window, rng, rate)
     if cfg.overdrive_prob and rng.random() < cfg.overdrive_prob:
         window = overdrive(window, rng.uniform(*cfg.overdrive))
-    window = np.clip(window, -1.0, 1.0).astype(np.float32)
-    if cfg.dropout_prob and rng.random() < cfg.dropout_prob:
-        window = dropouts(window, rng, rate, cfg.dropout_ms)
-    return window
+    return np.clip(window, -1.0, 1.0).astype(np.float32)
 
 
 def _colour(clip, rate, rng, cfg, irs):

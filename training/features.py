@@ -30,8 +30,7 @@ from .augment import (AugmentConfig, NoiseBank, keyword_windows, long_windows,
 from .data import Item, LoadProblems, load_audio
 
 CACHE_VERSION = 3
-_FINISH = ("gain_db", "noise_prob", "snr_db", "mic_prob", "overdrive_prob", "overdrive",
-           "dropout_prob", "dropout_ms")
+_FINISH = ("gain_db", "noise_prob", "snr_db", "mic_prob", "overdrive_prob", "overdrive")
 _COLOUR = ("speed_prob", "speed", "ir_prob", "rt60_s")
 # the augmentation settings each role's windows depend on (see training.augment)
 ROLE_SETTINGS = {
@@ -43,8 +42,7 @@ ROLE_SETTINGS = {
 }
 # optional steps (probability setting, its parameters): while one is off, it is left out of
 # the cache key, so caches made before the step existed stay valid
-_OPTIONAL = (("mic_prob", ()), ("overdrive_prob", ("overdrive",)), ("cut_finals", ()),
-             ("dropout_prob", ("dropout_ms",)))
+_OPTIONAL = (("mic_prob", ()), ("overdrive_prob", ("overdrive",)), ("cut_finals", ()))
 KINDS = ("keyword", "partial", "word", "long", "noise", "silence", "mined")
 
 
