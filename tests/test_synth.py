@@ -131,35 +131,54 @@ def test_hard_text_is_rich_in_st_plus_vowel_and_never_says_the_keyword():
         assert "stop" not in hard.lower() and "стоп" not in hard.lower()
 
 
-def test_music_needs_no_speech_engine_and_is_the_same_on_every_run(tmp_path, monkeypatch, capsys):
-    """``--music-minutes``: instrumental pieces in ``_music_/``, listed in the manifest under
-    the language "music"; no TTS engine is needed for them, and a seed gives the same audio."""
+@pytest.mark.parametrize("kind", ["music", "knocks"])
+def test_generated_audio_needs_no_speech_engine_and_is_the_same_on_every_run(
+        tmp_path, monkeypatch, capsys, kind):
+    """``--music-minutes`` / ``--knock-minutes``: instrumental pieces in ``_music_/``, household
+    knocks in ``_knocks_/``, listed in the manifest under the language "music" / "knocks"; no
+    TTS engine is needed for them, and a seed gives the same audio."""
     monkeypatch.setenv("PATH", str(tmp_path))              # no espeak-ng, flite, festival
     parser = synth.add_arguments(argparse.ArgumentParser())
-    out = tmp_path / "music"
+    out = tmp_path / kind
+    option = "--music-minutes" if kind == "music" else "--knock-minutes"
     args = parser.parse_args([str(out), "--positives", "0", "--per-negative", "0",
-                              "--speech-minutes", "0", "--music-minutes", "1.2",
+                              "--speech-minutes", "0", option, "1.2",
                               "--engines", "espeak,flite", "--jobs", "1", "--no-progress"])
     assert synth.run(args) == 0
-    assert "music: 1.2 min" in capsys.readouterr().out
-    pieces = sorted((out / "_music_").glob("*.wav"))
+    assert f"{kind}: 1.2 min" in capsys.readouterr().out
+    pieces = sorted((out / f"_{kind}_").glob("*.wav"))
     assert pieces and all(NAME.match(p.name) for p in pieces)
     infos = [soundfile.info(str(p)) for p in pieces]
     assert {(i.samplerate, i.channels) for i in infos} == {(16000, 1)}
     assert sum(i.duration for i in infos) == pytest.approx(72.0, abs=0.01)
     with open(out / synth.MANIFEST, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert [r["path"] for r in rows] == [f"_music_/{p.name}" for p in pieces]
-    assert {r["language"] for r in rows} == {"music"}
+    assert [r["path"] for r in rows] == [f"_{kind}_/{p.name}" for p in pieces]
+    assert {r["language"] for r in rows} == {kind}
     first = soundfile.read(str(pieces[0]), dtype="int16")[0]
     assert np.abs(first).max() > 0.05 * 32767                        # not silence
     synth.render_corpus(str(out), positives=0, per_negative=0, speech_minutes=0,
-                        music_minutes=1.2, engines=[], jobs=1, progress=False, overwrite=True)
+                        jobs=1, progress=False, overwrite=True, engines=[],
+                        **{option[2:].replace("-", "_"): 1.2})
     assert np.array_equal(soundfile.read(str(pieces[0]), dtype="int16")[0], first)
 
-    bad = parser.parse_args([str(tmp_path / "b"), "--music-minutes", "-1"])
+    bad = parser.parse_args([str(tmp_path / "b"), option, "-1"])
     assert synth.run(bad) == EX_USAGE
-    assert "--music-minutes must be >= 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert option in err and "must be >= 0" in err
+
+
+def test_knocks_are_short_loud_bursts_over_a_quiet_floor():
+    """What makes them knocks: most of a recording is near its noise floor, and the events
+    rise 20 dB or more above it within 10 ms."""
+    from training.knocks import render_knocks
+
+    x = render_knocks(20.0, seed=3)
+    frames = x[:len(x) // 160 * 160].reshape(-1, 160)
+    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    floor = np.percentile(db, 10)
+    assert np.mean(db < floor + 10) > 0.3          # quiet for much of the time
+    assert np.sum(np.diff(db) > 20) >= 5           # and sharp onsets, many of them
 
 
 def test_every_music_piece_has_the_length_asked_for():

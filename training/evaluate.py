@@ -398,8 +398,9 @@ def long_audio_table(ss: "SplitScores", settings: DetectorSettings, keyword="sto
 
 
 def synthetic_speech_files(dirs, problems: LoadProblems) -> list[tuple[str, str, str]]:
-    """``(path, language, voice id)`` of each long-speech file (``_speech_/``) and music
-    piece (``_music_/``, language ``music``) that ``kwsd-train synth`` rendered into ``dirs``,
+    """``(path, language, voice id)`` of each long-speech file (``_speech_/``), music piece
+    (``_music_/``, language ``music``) and knocks recording (``_knocks_/``, language
+    ``knocks``) that ``kwsd-train synth`` rendered into ``dirs``,
     from their ``synth_manifest.csv``.
 
     Such audio measures how often a model fires on running speech rich in "st" + vowel in
@@ -419,15 +420,15 @@ def synthetic_speech_files(dirs, problems: LoadProblems) -> list[tuple[str, str,
         with open(manifest, newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 path = Path(d) / row["path"]
-                if not row["path"].startswith(("_speech_/", "_music_/")):
+                if not row["path"].startswith(("_speech_/", "_music_/", "_knocks_/")):
                     continue
                 if path.is_file():
                     out.append((str(path), row.get("language") or "?", row.get("voice_id", "")))
                 else:
                     problems.skip(path, "listed in synth_manifest.csv but missing")
     if not out:
-        raise DatasetError(dirs[0], "no long synthetic speech or music (_speech_/, _music_/) "
-                                    "in the manifest(s)")
+        raise DatasetError(dirs[0], "no long synthetic speech, music or knocks (_speech_/, "
+                                    "_music_/, _knocks_/) in the manifest(s)")
     return out
 
 

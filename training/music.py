@@ -141,11 +141,17 @@ def plan_music(minutes: float, seed: int) -> list[dict]:
     >>> [(p["name"], p["seconds"]) for p in plan_music(2.5, seed=1)]
     [('music-1_nohash_0.wav', 74.17), ('music-1_nohash_1.wav', 67.46), ('music-1_nohash_2.wav', 8.37)]
     """
-    rng = np.random.default_rng([seed, 0x6D75])
+    return plan_pieces("music", minutes, seed, salt=0x6D75)
+
+
+def plan_pieces(prefix: str, minutes: float, seed: int, salt: int) -> list[dict]:
+    """``minutes`` of generated audio cut into 30-90 s pieces named ``PREFIX-SEED_nohash_K.wav``
+    (see :func:`plan_music`); ``salt`` keeps each generator's draws its own."""
+    rng = np.random.default_rng([seed, salt])
     plan, total = [], 0.0
     while total < minutes * 60 - 5:
         seconds = round(float(min(rng.uniform(30, 90), minutes * 60 - total)), 2)
-        plan.append({"name": f"music-{seed}_nohash_{len(plan)}.wav", "seconds": seconds,
+        plan.append({"name": f"{prefix}-{seed}_nohash_{len(plan)}.wav", "seconds": seconds,
                      "seed": int(rng.integers(2**31)), "peak_db": float(rng.uniform(-20, -3))})
         total += seconds
     return plan

@@ -8,6 +8,8 @@ Commands layout the trainer reads::
                                            cut into windows by the trainer)
     OUT/_music_/music-<seed>_nohash_<n>.wav  instrumental music (``--music-minutes``,
                                            :mod:`training.music`; negatives too)
+    OUT/_knocks_/knocks-<seed>_nohash_<n>.wav  household knocks, thumps, clicks, rubbing
+                                           (``--knock-minutes``, :mod:`training.knocks`)
     OUT/synth_manifest.csv                 every file with its engine, voice, text and settings
 
 ``<voiceid>`` names the engine, the voice and its timbre variant (``espeak-en-us-alicia``,
@@ -76,6 +78,7 @@ import soundfile
 from kwsd.frontend import resample_signal
 
 from .data import speech_extent
+from .knocks import KNOCKS_DIR, plan_knocks, render_knocks
 from .music import MUSIC_DIR, plan_music, render_piece
 
 SAMPLE_RATE = 16000
@@ -475,7 +478,8 @@ class Job:
     voice: Voice
     text: str
     path: str                      # relative to the output folder
-    kind: str                      # "clip" (one word, 1 s), "long" (speech) or "music"
+    kind: str                      # "clip" (one word, 1 s), "long" (speech), or one of
+                                   # GENERATED: "music", "knocks"
     positive: bool = False
     rate: float = 1.0              # speaking rate factor, 1 = the engine's default
     pitch: float = 0.5             # 0..1 across the engine's pitch range
@@ -631,8 +635,8 @@ def render_job(job: Job, out_dir: str, overwrite=False):
     if not overwrite and os.path.exists(dest):
         return job, "exists", 0.0, ""
     try:
-        if job.kind == "music":
-            audio = render_piece(job.params["seconds"], job.params["seed"])
+        if job.kind in GENERATED:
+            audio = GENERATED[job.kind][2](job.params["seconds"], job.params["seed"])
         else:
             audio = _render_speech(job)
         audio *= 10 ** (job.peak_db / 20) / max(float(np.max(np.abs(audio))), 1e-9)
@@ -664,16 +668,21 @@ def _render_speech(job: Job) -> np.ndarray:
     return np.concatenate([pad, audio[bounds[0]:bounds[1]], pad])
 
 
-#: The "voice" of :mod:`training.music`'s pieces in jobs and in the manifest.
-MUSIC_VOICE = Voice("music", "instrumental", "music")
+#: Audio made here rather than spoken: kind -> (folder, planner, renderer, "voice" in the
+#: jobs and the manifest, whose language names it in ``evaluate --synthetic-speech``).
+GENERATED = {
+    "music": (MUSIC_DIR, plan_music, render_piece, Voice("music", "instrumental", "music")),
+    "knocks": (KNOCKS_DIR, plan_knocks, render_knocks, Voice("knocks", "household", "knocks")),
+}
 
 
-def music_jobs(minutes: float, seed: int) -> list[Job]:
-    """The jobs that render ``minutes`` of instrumental music into ``_music_/``."""
-    return [Job(voice=MUSIC_VOICE, text=f"piece {p['seed']}", kind="music",
-                path=os.path.join(MUSIC_DIR, p["name"]), peak_db=p["peak_db"],
+def generated_jobs(kind: str, minutes: float, seed: int) -> list[Job]:
+    """The jobs that render ``minutes`` of a :data:`GENERATED` kind into its folder."""
+    folder, plan, _, voice = GENERATED[kind]
+    return [Job(voice=voice, text=f"piece {p['seed']}", kind=kind,
+                path=os.path.join(folder, p["name"]), peak_db=p["peak_db"],
                 params={"seconds": p["seconds"], "seed": p["seed"]})
-            for p in plan_music(minutes, seed)]
+            for p in plan(minutes, seed)]
 
 
 def _render_job_star(args):
@@ -774,7 +783,7 @@ def plan_corpus(voices, keyword="stop", negatives=DEFAULT_NEGATIVES, positives=8
 def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, positives=800,
                   per_negative=180, speech_minutes=30.0, seed=0, jobs=2, progress=True,
                   overwrite=False, hard_share=0.0, skip_voices=(), languages=None,
-                  music_minutes=0.0):
+                  music_minutes=0.0, knock_minutes=0.0):
     """Render a synthetic corpus into ``out_dir`` (Speech Commands layout, see the module).
 
     ``negatives`` defaults to :data:`DEFAULT_NEGATIVES` when the keyword is "stop" and to
@@ -785,7 +794,8 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
     :attr:`Voice.id`) leaves voices out: e.g.
     ``festival-msu-ru-nsh*``, a unit-selection voice spliced from the very recordings of
     ``../shared/data/festvox_ru`` (held-out audio must not be heard in training, even cut up).
-    ``music_minutes`` of instrumental music (:mod:`training.music`) go into ``_music_/``.
+    ``music_minutes`` of instrumental music (:mod:`training.music`) go into ``_music_/``,
+    ``knock_minutes`` of household knocks (:mod:`training.knocks`) into ``_knocks_/``.
     Returns a summary: counts per folder, per engine, the voices used, failures.
     """
     chosen = negatives is not None          # the defaults hold "stopped" on purpose
@@ -816,7 +826,9 @@ def render_corpus(out_dir, keyword="stop", negatives=None, engines=ENGINES, posi
         raise SynthError("no usable TTS engine with an English voice: install espeak-ng, "
                          "flite, festival or piper-tts (see `kwsd-train synth --help`)")
     plan = plan_corpus(voices, keyword, negatives, positives, per_negative, speech_minutes,
-                       seed=seed, hard_share=hard_share) + music_jobs(music_minutes, seed)
+                       seed=seed, hard_share=hard_share)
+    plan += generated_jobs("music", music_minutes, seed) + generated_jobs("knocks", knock_minutes,
+                                                                          seed)
     os.makedirs(out_dir, exist_ok=True)
     tasks = [(job, out_dir, overwrite) for job in plan]
     # Render in a seeded shuffled order: the plan goes from quick espeak words to slow neural
@@ -850,7 +862,7 @@ def _progress(total, enabled):
 def _summarise(out_dir, results, keyword):
     summary = {"out_dir": out_dir, "keyword": keyword, "folders": {}, "engines": {},
                "voices": {}, "failed": 0, "exists": 0, "speech_seconds": 0.0,
-               "music_seconds": 0.0, "failures": {}}
+               "music_seconds": 0.0, "knocks_seconds": 0.0, "failures": {}}
     rows = []
     for job, status, seconds, message in results:
         if status == "failed":
@@ -863,10 +875,10 @@ def _summarise(out_dir, results, keyword):
         summary["folders"][folder] = summary["folders"].get(folder, 0) + 1
         summary["engines"][job.voice.engine] = summary["engines"].get(job.voice.engine, 0) + 1
         summary["voices"][job.voice.id] = summary["voices"].get(job.voice.id, 0) + 1
-        if job.kind in ("long", "music"):
+        if job.kind == "long" or job.kind in GENERATED:
             if status == "exists":
                 seconds = soundfile.info(os.path.join(out_dir, job.path)).duration
-            summary["speech_seconds" if job.kind == "long" else "music_seconds"] += seconds
+            summary["speech_seconds" if job.kind == "long" else job.kind + "_seconds"] += seconds
         rows.append(dict(path=job.path, engine=job.voice.engine, voice=job.voice.name,
                          voice_id=job.voice.id, language=job.voice.language,
                          warp=job.voice.warp, text=job.text, rate=round(job.rate, 3),
@@ -900,6 +912,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--music-minutes", type=float, default=0.0,
                         help="minutes of synthetic instrumental music in _music_/ (negatives: "
                              "a model that never heard music can fire on it; default 0)")
+    parser.add_argument("--knock-minutes", type=float, default=0.0,
+                        help="minutes of synthetic household knocks, thumps, clicks and "
+                             "rubbing in _knocks_/ (negatives: short bursts that a model can "
+                             "hear 's', 't' and 'p' in; default 0)")
     parser.add_argument("--hard-text-share", type=float, default=0.0, metavar="FRACTION",
                         help="share of the long speech's text made of words rich in 'st' + "
                              "vowel (store, сто, stojí, ...): the syllables a 'stop' model "
@@ -930,10 +946,11 @@ def run(args) -> int:
         print(f"kwsd-train synth: unknown engine(s) {', '.join(unknown)} in --engines "
               f"(expected some of {', '.join(ENGINES)})", file=sys.stderr)
         return EX_USAGE
-    if min(args.positives, args.per_negative, args.speech_minutes, args.music_minutes) < 0 \
-            or args.jobs < 1:
-        print("kwsd-train synth: --positives, --per-negative, --speech-minutes and "
-              "--music-minutes must be >= 0 and --jobs >= 1", file=sys.stderr)
+    if min(args.positives, args.per_negative, args.speech_minutes, args.music_minutes,
+           args.knock_minutes) < 0 or args.jobs < 1:
+        print("kwsd-train synth: --positives, --per-negative, --speech-minutes, "
+              "--music-minutes and --knock-minutes must be >= 0 and --jobs >= 1",
+              file=sys.stderr)
         return EX_USAGE
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -943,7 +960,8 @@ def run(args) -> int:
                                     engines=engines, positives=args.positives,
                                     per_negative=args.per_negative,
                                     speech_minutes=args.speech_minutes,
-                                    music_minutes=args.music_minutes, seed=args.seed,
+                                    music_minutes=args.music_minutes,
+                                    knock_minutes=args.knock_minutes, seed=args.seed,
                                     jobs=args.jobs, progress=not args.no_progress,
                                     overwrite=args.overwrite, hard_share=args.hard_text_share,
                                     skip_voices=[g.strip() for g in args.skip_voices.split(",")
@@ -967,8 +985,9 @@ def format_summary(summary) -> str:
     for folder, n in sorted(summary["folders"].items()):
         lines.append(f"  {folder:<12} {n:6d} files")
     lines.append(f"  long speech: {summary['speech_seconds'] / 60:.1f} min")
-    if summary.get("music_seconds"):
-        lines.append(f"  music: {summary['music_seconds'] / 60:.1f} min")
+    for kind in GENERATED:
+        if summary.get(kind + "_seconds"):
+            lines.append(f"  {kind}: {summary[kind + '_seconds'] / 60:.1f} min")
     engines = sorted(summary["engines"].items())
     lines.append("  engines: " + ", ".join(f"{e} {n}" for e, n in engines))
     lines.append(f"  voices: {len(summary['voices'])}")
