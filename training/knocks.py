@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from .music import plan_pieces
+from .music import in_small_room, plan_pieces
 
 RATE = 16000
 KNOCKS_DIR = "_knocks_"
@@ -91,12 +91,7 @@ def render_knocks(seconds: float, seed: int, peak_db: float = -3.0) -> np.ndarra
             out[i:i + len(sound)] += sound
             t += rng.uniform(0.02, 0.3)
         t += rng.exponential(0.8)
-    m = int(0.3 * RATE)                                             # a small room
-    room = rng.normal(0, 0.3, m) * np.exp(-np.arange(m) / (RATE * rng.uniform(0.02, 0.1)))
-    room[0] = 1.0
-    out = np.convolve(out, room)[:n]
-    peak = np.max(np.abs(out)) or 1.0
-    return (out / peak * 10 ** (peak_db / 20)).astype(np.float32)
+    return in_small_room(out, rng, 0.3, (0.02, 0.1), spread=0.3, direct=1.0, peak_db=peak_db)
 
 
 def plan_knocks(minutes: float, seed: int) -> list[dict]:

@@ -124,10 +124,17 @@ def render_piece(seconds: float, seed: int, peak_db: float = -3.0) -> np.ndarray
                     _add(out, j, 0.5 * _drum("kick", length, rng))
                 elif k % 4 == 2:
                     _add(out, j, 0.3 * _drum("snare", length, rng))
-    m = int(0.4 * RATE)                                             # a small room
-    room = rng.normal(0, 1, m) * np.exp(-np.arange(m) / (RATE * rng.uniform(0.03, 0.12)))
-    room[0] = 8.0
-    out = np.convolve(out, room)[:n]
+    return in_small_room(out, rng, 0.4, (0.03, 0.12), spread=1.0, direct=8.0, peak_db=peak_db)
+
+
+def in_small_room(x, rng, length_s, decay_s, spread, direct, peak_db):
+    """``x`` through a small room (``length_s`` of noise with ``spread``, decaying over a time
+    drawn from ``decay_s``, after a ``direct`` path), cut to its length, its peak set to
+    ``peak_db`` dBFS; float32."""
+    m = int(length_s * RATE)
+    room = rng.normal(0, spread, m) * np.exp(-np.arange(m) / (RATE * rng.uniform(*decay_s)))
+    room[0] = direct
+    out = np.convolve(x, room)[:len(x)]
     peak = np.max(np.abs(out)) or 1.0
     return (out / peak * 10 ** (peak_db / 20)).astype(np.float32)
 
