@@ -204,8 +204,8 @@ def test_evaluate_writes_report_det_curve_and_calibrated_threshold(trained, tmp_
 def test_evaluate_reports_synthetic_speech_apart_from_every_real_figure(trained, tmp_path,
                                                                          capsys):
     """``--synthetic-speech``: false accepts per language on ``kwsd-train synth`` long speech
-    and music, in their own table; the real held-out figures and the calibration do not
-    change."""
+    music and knocks, in their own table; the real held-out figures and the calibration do
+    not change."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     import soundfile
@@ -216,10 +216,11 @@ def test_evaluate_reports_synthetic_speech_apart_from_every_real_figure(trained,
     syn = tmp_path / "synth"
     synth.render_corpus(str(syn), negatives=[], engines=["espeak"], positives=0,
                         per_negative=0, speech_minutes=0.3, hard_share=0.5,
-                        languages=["cs"], seed=5, jobs=1, progress=False, music_minutes=0.2)
+                        languages=["cs"], seed=5, jobs=1, progress=False, music_minutes=0.2,
+                        knock_minutes=0.2)
     speech = sorted((syn / "_speech_").glob("*.wav"))
-    music = sorted((syn / "_music_").glob("*.wav"))
-    assert speech and music
+    music = sorted((syn / "_music_").glob("*.wav")) + sorted((syn / "_knocks_").glob("*.wav"))
+    assert speech and len(music) == 2
     hours = sum(soundfile.info(str(f)).duration for f in speech + music) / 3600
 
     def evaluate(out, *extra):
@@ -232,8 +233,8 @@ def test_evaluate_reports_synthetic_speech_apart_from_every_real_figure(trained,
     table = with_syn["synthetic_speech"]
     assert table["files"] == len(speech) + len(music)
     assert table["defaults"]["all"]["all"]["hours"] == pytest.approx(hours, abs=0.002)
-    assert "music" in table["defaults"]["language"]
-    assert set(table["defaults"]["language"]) <= {"cs", "en", "music"}
+    assert {"music", "knocks"} <= set(table["defaults"]["language"])
+    assert set(table["defaults"]["language"]) <= {"cs", "en", "music", "knocks"}
     assert with_syn["heldout_long"]["defaults"] == plain["heldout_long"]["defaults"]
     assert with_syn["calibration"] == plain["calibration"]
     assert "a development signal only" in (tmp_path / "syn" / "report.md").read_text()
