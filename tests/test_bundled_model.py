@@ -12,6 +12,9 @@ a test can hold it to:
 - the clips of the corpus's testing speakers (salt 'kwsd', 20% / 20%), which it trained on:
   a retrained or re-exported model that no longer finds them, or fires on their other words,
   is broken, whatever its cross-validation said;
+- household knocks (:mod:`training.knocks`, a seed it never trained on): a cup set down or a
+  door must not switch the relay; synthetic, so a guard against a regression, not a claim
+  about real rooms;
 - its threshold table, and the demo recording (its three "stop"s and nowhere else).
 """
 
@@ -24,12 +27,16 @@ from kwsd.detect import detect_file
 
 # A retrained bundled model must do at least as well as these, within one clip of slack.
 # Measured for the shipped model (see MODEL_CARD.md), model defaults: the testing speakers'
-# clips (trained on) 41/41 stops and 3/416 other words (an "off" and two "up"s; the
-# fixed-split model bundled before it, which never heard them: 38/41 and 2/416); no false
-# accept in the held-out testing speech (1.14 h: English 0.68 h, Russian 0.45 h, Spanish 0.02 h)
+# clips (trained on) 41/41 stops and 0/416 other words (the all-speaker model without knocks
+# bundled before it: 41/41 and 3/416; the fixed-split model before that, which never heard
+# them: 38/41 and 2/416); no false accept in the held-out testing speech (1.14 h: English
+# 0.68 h, Russian 0.45 h, Spanish 0.02 h)
 MIN_RECALL = 1.0
-MAX_FPR = 0.0072
+MAX_FPR = 0.0
 MAX_FALSE_ACCEPTS_SPEECH = 0
+# 30 min of synthetic knocks at seed 77 (never trained on): 1 detection, as measured for the
+# shipped model (the model bundled before it, which never heard knocks: 19)
+MAX_FALSE_ACCEPTS_KNOCKS = 1
 LONG_SOURCES = ("librispeech", "picovoice_sti", "festvox_ru", "precise_community")
 
 
@@ -87,6 +94,17 @@ def test_no_false_accepts_on_held_out_running_speech(model):
     assert {language_of(it) for it in files} >= {"en", "ru"}
     accepts = {it.path: times for it in files if (times := detection_times(model, it.path))}
     assert sum(map(len, accepts.values())) <= MAX_FALSE_ACCEPTS_SPEECH, accepts
+
+
+def test_household_knocks_do_not_fire_it(model, tmp_path):
+    from training import synth
+
+    synth.render_corpus(str(tmp_path), positives=0, per_negative=0, speech_minutes=0,
+                        knock_minutes=30, seed=77, engines=[], jobs=2, progress=False)
+    files = sorted((tmp_path / "_knocks_").glob("*.wav"))
+    assert len(files) >= 20
+    accepts = {p.name: times for p in files if (times := detection_times(model, p))}
+    assert sum(map(len, accepts.values())) <= MAX_FALSE_ACCEPTS_KNOCKS, accepts
 
 
 DEMO_STOPS_S = [(3.0, 4.0), (14.0, 15.0), (20.5, 21.5)]     # kwsd/data/demo.txt
