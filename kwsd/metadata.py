@@ -106,12 +106,16 @@ def embed_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> by
     payload = json.dumps(metadata, sort_keys=True).encode("utf-8")
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(payload, dtype=np.uint8)
-    model.buffers = list(model.buffers or []) + [buffer]
-    entry = schema.MetadataT()
-    entry.name = name
-    entry.buffer = len(model.buffers) - 1
-    kept = [m for m in (model.metadata or []) if _decode(m.name) != name]
-    model.metadata = kept + [entry]
+    model.buffers = list(model.buffers or [])
+    earlier = [m for m in (model.metadata or []) if _decode(m.name) == name]
+    if earlier:                   # a rewrite reuses its buffer, so the file does not grow
+        model.buffers[earlier[0].buffer] = buffer
+    else:
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = list(model.metadata or []) + [entry]
     builder = flatbuffers.Builder(len(data) + len(payload) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=_FILE_ID)
     return bytes(builder.Output())

@@ -58,6 +58,19 @@ def test_metadata_roundtrip_keeps_the_model_working(tmp_path):
     assert after.score(feats) == before.score(feats)
 
 
+@needs_writer
+def test_rewriting_the_metadata_replaces_it_instead_of_piling_it_up(tmp_path):
+    """`kwsd-train evaluate --write-threshold` run twice on one model: the second write
+    replaces the first's metadata, so the file is the size the first write made it."""
+    data = (TEST_DATA / "tiny_float.tflite").read_bytes()
+    meta = read_metadata(data)
+    once = embed_metadata(data, meta)
+    twice = embed_metadata(once, meta)
+    assert len(twice) == len(once) and read_metadata(twice) == meta
+    meta["detector"]["threshold"] = 0.9
+    assert read_metadata(embed_metadata(twice, meta))["detector"]["threshold"] == 0.9
+
+
 def test_int8_model_scores_like_its_float_twin():
     f, q = load_model(TEST_DATA / "tiny_float.tflite"), load_model(TEST_DATA / "tiny_int8.tflite")
     assert q.quantized and not f.quantized
