@@ -119,10 +119,13 @@ def test_the_demo_fires_on_its_three_stops_and_nowhere_else():
     assert hit == [True, True, True] and stray == [], times
 
 
-def test_its_threshold_table_runs_from_005_to_095_on_held_out_data():
-    table = load_model(BUNDLED_MODEL).metadata["det_table"]
+def test_its_threshold_table_runs_from_005_to_095_on_held_out_data_and_holds_its_own():
+    model = load_model(BUNDLED_MODEL)
+    table = model.metadata["det_table"]
     assert table["hours"] >= 2.0 and table["clips"] >= 80
-    assert [r[0] for r in table["rows"]] == pytest.approx(np.arange(0.05, 0.951, 0.05))
+    thresholds = [r[0] for r in table["rows"]]
+    assert sorted({*np.round(np.arange(0.05, 0.951, 0.05), 2), model.defaults.threshold}) \
+        == pytest.approx(thresholds)          # and a row at its own threshold
     fa = [r[1] for r in table["rows"]]
     recall = [r[2] for r in table["rows"]]
     assert fa == sorted(fa, reverse=True) and recall == sorted(recall, reverse=True)

@@ -199,6 +199,8 @@ def test_evaluate_writes_report_det_curve_and_calibrated_threshold(trained, tmp_
     from kwsd.model import load_model
 
     assert load_model(model).defaults.threshold == m["calibration"]["threshold"]
+    threshold = m["calibration"]["threshold"]        # its table has a row at that threshold
+    assert threshold in [row[0] for row in load_model(model).metadata["det_table"]["rows"]]
 
 
 def test_evaluate_reports_synthetic_speech_apart_from_every_real_figure(trained, tmp_path,

@@ -512,14 +512,16 @@ DET_TABLE_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
 def det_table(ss: "SplitScores", base: DetectorSettings, clip_rows: list[dict] | None = None,
-              keyword="stop", clip_count: int | None = None) -> dict:
+              keyword="stop", clip_count: int | None = None, also=()) -> dict:
     """The threshold table embedded in a model (``"det_table"``): for thresholds 0.05 to
-    0.95, ``[threshold, false accepts per hour on the held-out long audio, recall]``; recall
-    from ``clip_rows`` (cross-validated, nearest threshold) when given, else the held-out
-    keyword clips (``ss``: the validation and testing splits pooled)."""
+    0.95 and those in ``also`` (the calibrated one, so that `kwsd stats` and `kwsd detect
+    --info` show the model's own figures at the threshold it runs with), ``[threshold, false
+    accepts per hour on the held-out long audio, recall]``; recall from ``clip_rows``
+    (cross-validated, nearest threshold) when given, else the held-out keyword clips (``ss``:
+    the validation and testing splits pooled)."""
     rows = []
     clips = 0
-    for t in DET_TABLE_THRESHOLDS:
+    for t in np.unique(np.round(np.r_[DET_TABLE_THRESHOLDS, list(also)], 2)):
         m = metrics_at(ss, base.with_overrides(threshold=float(t)), keyword)
         recall = m["clip"]["recall"]
         clips = m["clip"]["keyword_clips"]
@@ -748,7 +750,8 @@ def evaluate_models(model_paths, workdir, out_dir, target_fa_per_hour=0.3, targe
             "det_table": det_table(heldout, defaults, cv_rows, model.keyword,
                                    None if cv is None else
                                    sum(r["keyword_clips"] for r in cv["per_run"])
-                                   // max(1, len(cv["seeds"])))}
+                                   // max(1, len(cv["seeds"])),
+                                   also=(calibrated.threshold,))}
         has_kw = {split: any(it.role == "keyword" for it in ss.clip_items)
                   for split, (ss, _) in per_split.items()}
         last = "testing" if has_kw.get("testing") else cal_split
