@@ -511,6 +511,18 @@ def save_snippets(false_accepts: list[dict], out_dir, before_s=2.0, after_s=0.5)
 DET_TABLE_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
+def det_table_thresholds(also=()) -> list[float]:
+    """The thresholds of :func:`det_table`: 0.05 to 0.95 and those in ``also``, each once,
+    at the precision of :data:`THRESHOLDS` (a calibrated 0.905 keeps its row).
+
+    >>> det_table_thresholds((0.52, 0.905, 0.5))[8:12], det_table_thresholds()[-1]
+    ([0.45, 0.5, 0.52, 0.55], 0.95)
+    >>> 0.905 in det_table_thresholds((0.905,))
+    True
+    """
+    return [float(t) for t in np.unique(np.round(np.r_[DET_TABLE_THRESHOLDS, list(also)], 4))]
+
+
 def det_table(ss: "SplitScores", base: DetectorSettings, clip_rows: list[dict] | None = None,
               keyword="stop", clip_count: int | None = None, also=()) -> dict:
     """The threshold table embedded in a model (``"det_table"``): for thresholds 0.05 to
@@ -521,7 +533,7 @@ def det_table(ss: "SplitScores", base: DetectorSettings, clip_rows: list[dict] |
     the validation and testing splits pooled)."""
     rows = []
     clips = 0
-    for t in np.unique(np.round(np.r_[DET_TABLE_THRESHOLDS, list(also)], 2)):
+    for t in det_table_thresholds(also):
         m = metrics_at(ss, base.with_overrides(threshold=float(t)), keyword)
         recall = m["clip"]["recall"]
         clips = m["clip"]["keyword_clips"]
