@@ -306,6 +306,21 @@ def test_a_probability_outside_0_to_1_is_refused_before_anything_is_written(tmp_
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_speed_range_is_recorded_and_a_backwards_or_zero_one_refused(tmp_path, capsys):
+    make_dataset(tmp_path / "data")
+    for lo, hi in (("1.2", "0.9"), ("0", "1.1")):
+        assert main(["-q", "prepare", str(tmp_path / "data"), "--speed", lo, hi,
+                     "--out", str(tmp_path / "bad")]) == 65
+        err = capsys.readouterr().err
+        assert f"--speed: must be two factors LO <= HI above 0, not {float(lo):g} {float(hi):g}" in err
+    assert not (tmp_path / "bad").exists()
+    assert main(["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--speed", "0.75", "1.3",
+                 "--speed-prob", "1", "--variants", "1", "--partials", "0",
+                 "--out", str(tmp_path / "work")]) == 0
+    augment = load_index(tmp_path / "work" / "index.json")[1]["augment"]
+    assert (augment["speed"], augment["speed_prob"]) == ([0.75, 1.3], 1.0)
+
+
 def test_changing_one_roles_augmentation_recomputes_only_that_role(tmp_path):
     make_dataset(tmp_path / "data")
     base = ["-q", "-j", "1", "prepare", str(tmp_path / "data"), "--out", str(tmp_path / "work"),

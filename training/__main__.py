@@ -96,7 +96,9 @@ def add_prepare_arguments(p, data_required=True):
     g.add_argument("--snr-db", type=float, nargs=2, default=(0.0, 25.0), metavar=("LO", "HI"),
                    help="signal-to-noise ratio of that noise, uniform in LO..HI dB")
     g.add_argument("--speed-prob", type=float, default=0.5,
-                   help="chance that a clip is played 0.88-1.12x as fast (tempo and pitch)")
+                   help="chance that a clip is played faster or slower (tempo and pitch)")
+    g.add_argument("--speed", type=float, nargs=2, default=(0.88, 1.12), metavar=("LO", "HI"),
+                   help="that clip's speed factor, uniform in LO..HI")
     g.add_argument("--ir-prob", type=float, default=0.3,
                    help="chance that a clip is convolved with a room impulse response")
     g.add_argument("--mic-prob", type=float, default=0.0,
@@ -132,6 +134,9 @@ def prepare(args) -> Path:
         if not 0.0 <= getattr(args, option) <= 1.0:
             raise DatasetError("--" + option.replace("_", "-"),
                                f"must be a probability from 0 to 1, not {getattr(args, option)}")
+    if not 0.0 < args.speed[0] <= args.speed[1]:
+        raise DatasetError("--speed", f"must be two factors LO <= HI above 0, not "
+                                      f"{args.speed[0]:g} {args.speed[1]:g}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     problems = LoadProblems()
@@ -176,6 +181,7 @@ def prepare(args) -> Path:
                         long_windows_per_s=args.long_per_second,
                         noise_windows_per_s=args.noise_per_second, noise_prob=args.noise_prob,
                         snr_db=tuple(args.snr_db), speed_prob=args.speed_prob,
+                        speed=tuple(args.speed),
                         ir_prob=args.ir_prob, mic_prob=args.mic_prob,
                         overdrive_prob=args.overdrive_prob, onsets=args.onsets)
     arrays = build_features(items, profile, aug, args.seed, out, ir_files,
