@@ -184,7 +184,7 @@ def test_unreadable_audio_files_are_named_and_the_rest_still_done(demo, tmp_path
     assert_clean(screen)
     assert f"kwsd detect: {bad}: cannot read audio" in screen
     assert f"kwsd detect: {tmp_path}/missing.flac: no such file" in screen
-    assert "kwsd/data/demo.flac\t   21.20 s\tstop" in screen
+    assert "kwsd/data/demo.flac\t   21.30 s\tstop" in screen
 
 
 def test_listen_without_a_microphone_exits_with_the_hint(demo):
