@@ -27,12 +27,12 @@ from kwsd.detect import detect_file
 
 # A retrained bundled model must do at least as well as these, within one clip of slack.
 # Measured for the shipped model (see MODEL_CARD.md), model defaults: the testing speakers'
-# clips (trained on) 41/41 stops and 0/416 other words (the models bundled before it: 41/41
+# clips (trained on) 41/41 stops and 1/416 other words (the models bundled before it: 41/41
 # and 0/416 with knocks, 41/41 and 3/416 without; the fixed-split model before those, which
 # never heard them: 38/41 and 2/416); no false accept in the held-out testing speech (1.14 h:
 # English 0.68 h, Russian 0.45 h, Spanish 0.02 h)
 MIN_RECALL = 1.0
-MAX_FPR = 0.0
+MAX_FPR = 1 / 416
 MAX_FALSE_ACCEPTS_SPEECH = 0
 # 30 min of synthetic knocks at seed 77 (never trained on): 2 detections, as measured for the
 # shipped model (models of its recipe with other seeds: 1-4; the models bundled before knocks
