@@ -4,6 +4,10 @@ FLAC snippets a person can listen to, and the threshold table written into the m
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,16 +110,14 @@ def test_combined_rows_take_clip_figures_from_crossval_and_false_accepts_from_th
     assert row["clip_false_positive_rate"] == 0.004
 
 
-@pytest.mark.slow
-def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_table(tmp_path,
-                                                                                   capsys):
-    pytest.importorskip("tensorflow")
+def _prepared_work(tmp_path) -> Path:
+    """A work folder from 16 real stops, 8 "no"s, 8 "up"s and 12 long recordings (Russian and
+    English), made by ``kwsd-train prepare``."""
+    from training.__main__ import main
+
     corpus = SHARED / "speech_commands"
     if not corpus.is_dir():
         pytest.skip(f"real recordings not found at {SHARED}")
-    from kwsd.model import load_model
-    from training.__main__ import main
-
     data = tmp_path / "data"
     for word, count in (("stop", 16), ("no", 8), ("up", 8)):
         (data / word).mkdir(parents=True)
@@ -130,12 +132,24 @@ def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_tab
         for p in files:
             shutil.copy(p, tmp_path / source / p.name)
         longs.append(str(tmp_path / source))
-    work, cv, report = tmp_path / "work", tmp_path / "cv", tmp_path / "report"
+    work = tmp_path / "work"
     assert main(["-q", "-j", "2", "prepare", str(data), "--long", *longs, "--out", str(work),
                  "--validation-percent", "0", "--testing-percent", "0",
                  "--long-validation-percent", "35", "--long-testing-percent", "35",
                  "--variants", "2", "--partials", "1", "--word-variants", "1",
                  "--long-per-second", "0.5", "--seed", "3", "--real-keyword-weight", "2"]) == 0
+    return work
+
+
+@pytest.mark.slow
+def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_table(tmp_path,
+                                                                                   capsys):
+    pytest.importorskip("tensorflow")
+    from kwsd.model import load_model
+    from training.__main__ import main
+
+    work = _prepared_work(tmp_path)
+    cv, report = tmp_path / "cv", tmp_path / "report"
     recipe = ["--arch", "tcsep", "--width", "8", "--epochs", "2", "--mine-rounds", "0"]
     # four fold models trained two at a time, each in a process of its own
     assert main(["-q", "-j", "2", "crossval", str(work), "--folds", "2", "--seeds", "1", "2",
@@ -208,3 +222,59 @@ def test_crossval_then_evaluate_writes_fold_figures_snippets_and_a_threshold_tab
     assert all(len(r) == 3 for r in table["rows"])
     assert load_model(model).defaults.threshold == threshold
     assert "held-out long audio" in (report / "report.md").read_text()
+
+
+def _spawned_children(pid: int) -> set[int]:
+    """The processes ``pid`` started with multiprocessing's spawn (not its resource tracker)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue                                   # it ended meanwhile
+            if b"spawn_main" in cmdline:
+                found.add(int(child))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not list(Path("/proc/self/task").glob("*/children")),
+                    reason="needs Linux's /proc/PID/task/TID/children")
+def test_sigterm_to_crossval_ends_its_fold_trainings_too(tmp_path):
+    """``kill PID`` (or ``timeout``) on ``kwsd-train crossval`` ends the fold trainings it
+    started in processes of their own, not just itself: left running, they would go on
+    writing their folders while the command is started again."""
+    pytest.importorskip("tensorflow")
+    work = _prepared_work(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", "-q", "-j", "1", "crossval", str(work),
+         "--folds", "2", "--seeds", "1", "--arch", "tcsep", "--width", "8",
+         "--epochs", "1000", "--mine-rounds", "0", "--parallel", "2",
+         "--out", str(tmp_path / "cv")],
+        stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        children: set[int] = set()
+        deadline = time.monotonic() + 300
+        while len(children) < 2 and time.monotonic() < deadline:
+            try:
+                proc.wait(timeout=0.2)
+                break                                  # it ended: the assertion says why
+            except subprocess.TimeoutExpired:
+                children = _spawned_children(proc.pid)     # both folds' trainings started?
+        assert len(children) == 2, proc.stderr.read() if proc.poll() is not None else children
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+        assert "kwsd-train: terminated" in proc.stderr.read()
+        assert not [pid for pid in children if _running(pid)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import multiprocessing
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from kwsd.errors import EX_USAGE, KwsdError
@@ -724,14 +727,45 @@ def main(argv=None) -> int:
     # user; a real failure reaches Python as an exception and is reported as such.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    running_before = set(multiprocessing.active_children())
     try:
         return int(args.func(args) or 0)
     except KwsdError as exc:
         print(f"kwsd-train: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
+        _end_child_processes(running_before)
         print("kwsd-train: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        _end_child_processes(running_before)
+        if exc.code == 128 + signal.SIGTERM:
+            print("kwsd-train: terminated", file=sys.stderr)
+        raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum, frame):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) ends ``kwsd-train`` like Ctrl-C does,
+    through its clean-up, with the shell's status for it (143)."""
+    raise SystemExit(128 + signum)
+
+
+def _end_child_processes(running_before=()):
+    """End the processes this command started that still run (those not in
+    ``running_before``): a crossval fold training, a scoring pool. Ctrl-C reaches them through
+    the terminal's process group, a SIGTERM sent to ``kwsd-train`` alone does not; left
+    running, a fold training would go on writing its folder while the command is started
+    again."""
+    children = [c for c in multiprocessing.active_children() if c not in running_before]
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(30)
 
 
 if __name__ == "__main__":
