@@ -57,6 +57,8 @@ class AudioFile:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise AudioFileError(self.path, "no such file")
+        if os.path.isdir(self.path):
+            raise AudioFileError(self.path, "a folder, not an audio file")
         try:
             self._file = soundfile.SoundFile(self.path)
         except _READ_ERRORS as exc:

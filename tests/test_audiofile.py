@@ -50,7 +50,7 @@ def test_missing_corrupt_and_non_audio_files_name_the_file(tmp_path):
     text = tmp_path / "notes.flac"
     text.write_text("not audio at all\n")
     cases = {tmp_path / "missing.wav": "no such file", corrupt: "cannot read audio",
-             text: "cannot read audio", tmp_path: "cannot read audio"}
+             text: "cannot read audio", tmp_path: "a folder, not an audio file"}
     for path, reason in cases.items():
         with pytest.raises(AudioFileError) as err:
             AudioFile(path)
