@@ -468,7 +468,9 @@ def parse_config(data, path=None, base_dir=None) -> Config:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with a nesting depth limit and an alias budget."""
+    """PyYAML's safe loader with a nesting depth limit, an alias budget, and no key given
+    twice in one mapping (PyYAML keeps the last silently: a second ``threshold:`` added below
+    the first would win unseen)."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -487,6 +489,19 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                line = first.setdefault(key_node.value, key_node.start_mark.line + 1)
+                if line != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} given twice (first on line {line})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_yaml(text, path="<config>"):

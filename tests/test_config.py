@@ -182,6 +182,8 @@ HOSTILE = {
                                 "actions[0].argv[0]: contains a NUL"),
     "a 30-digit device index": (f"model: m\naudio: {{device: {'9' * 30}}}\n", "audio.device"),
     "a 1 MB value": ("model: m\naudio: {samplerate: " + "x" * 1_000_000 + "}\n", "..."),
+    "a key given twice": ("model: m\ndetector:\n  threshold: 0.5\n  threshold: 0.9\n",
+                          "line 4, column 3: key 'threshold' given twice (first on line 3)"),
 }
 
 
