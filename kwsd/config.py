@@ -496,11 +496,11 @@ class _BoundedLoader(yaml.SafeLoader):
             for key_node, _ in node.value:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
                     continue
-                line = first.setdefault(key_node.value, key_node.start_mark.line + 1)
-                if line != key_node.start_mark.line + 1:
+                if key_node.value in first:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key_node.value!r} given twice (first on line {line})",
-                        key_node.start_mark)
+                        None, None, f"key {key_node.value!r} given twice (first on line "
+                                    f"{first[key_node.value]})", key_node.start_mark)
+                first[key_node.value] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
 

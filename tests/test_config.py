@@ -184,6 +184,9 @@ HOSTILE = {
     "a 1 MB value": ("model: m\naudio: {samplerate: " + "x" * 1_000_000 + "}\n", "..."),
     "a key given twice": ("model: m\ndetector:\n  threshold: 0.5\n  threshold: 0.9\n",
                           "line 4, column 3: key 'threshold' given twice (first on line 3)"),
+    "a key given twice on one line": (
+        "model: m\ndetector: {threshold: 0.5, threshold: 0.9}\n",
+        "line 2, column 28: key 'threshold' given twice (first on line 2)"),
 }
 
 
