@@ -255,12 +255,14 @@ def test_sigterm_to_crossval_ends_its_fold_trainings_too(tmp_path):
     writing their folders while the command is started again."""
     pytest.importorskip("tensorflow")
     work = _prepared_work(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training", "-q", "-j", "1", "crossval", str(work),
-         "--folds", "2", "--seeds", "1", "--arch", "tcsep", "--width", "8",
-         "--epochs", "1000", "--mine-rounds", "0", "--parallel", "2",
-         "--out", str(tmp_path / "cv")],
-        stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    log = tmp_path / "stderr.txt"           # a file, not a pipe no one reads while it runs
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "training", "-q", "-j", "1", "crossval", str(work),
+             "--folds", "2", "--seeds", "1", "--arch", "tcsep", "--width", "8",
+             "--epochs", "1000", "--mine-rounds", "0", "--parallel", "2",
+             "--out", str(tmp_path / "cv")],
+            stderr=err, cwd=Path(__file__).resolve().parents[1])
     try:
         children: set[int] = set()
         deadline = time.monotonic() + 300
@@ -270,10 +272,10 @@ def test_sigterm_to_crossval_ends_its_fold_trainings_too(tmp_path):
                 break                                  # it ended: the assertion says why
             except subprocess.TimeoutExpired:
                 children = _spawned_children(proc.pid)     # both folds' trainings started?
-        assert len(children) == 2, proc.stderr.read() if proc.poll() is not None else children
+        assert len(children) == 2, log.read_text()[-2000:] if proc.poll() is not None else children
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 128 + signal.SIGTERM
-        assert "kwsd-train: terminated" in proc.stderr.read()
+        assert "kwsd-train: terminated" in log.read_text()
         assert not [pid for pid in children if _running(pid)]
     finally:
         if proc.poll() is None:
